@@ -1,0 +1,124 @@
+"""Roles (Django groups) and API clients with hashed, scoped tokens."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from datetime import timedelta
+
+from django.conf import settings
+from django.contrib.auth.models import Group
+from django.db import models
+from django.utils import timezone
+
+
+class Role(models.TextChoices):
+    """A user's role is the Django group of this name; superusers count as Admin."""
+
+    ADMIN = "Admin", "Admin"
+    MARKETER = "Marketer", "Marketer"
+    ANALYST = "Analyst", "Analyst"
+
+
+ROLE_ORDER = [Role.ADMIN, Role.MARKETER, Role.ANALYST]
+WRITE_ROLES = frozenset({Role.ADMIN, Role.MARKETER})
+ALL_ROLES = frozenset(ROLE_ORDER)
+
+ROLE_DESCRIPTIONS = {
+    Role.ADMIN: "Everything, plus users, roles and API clients.",
+    Role.MARKETER: "Imports data, builds audiences and campaigns, runs jobs.",
+    Role.ANALYST: "Reads every page and report; changes nothing.",
+}
+
+# What an API token may do. Later features add their scopes here.
+SCOPES = {
+    "customers:read": "Read customers and their personas",
+    "customers:write": "Create and update customers",
+    "catalogue:read": "Read catalogue items",
+    "catalogue:write": "Create and update catalogue items",
+    "activities:write": "Post activity batches",
+    "jobs:read": "Read background job progress",
+}
+
+
+def role_of(user) -> str | None:
+    """The most privileged role of an active user, or None for anonymous and role-less users."""
+    if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return None
+    if getattr(user, "is_superuser", False):
+        return Role.ADMIN
+    cached = getattr(user, "_encore_role", False)
+    if cached is not False:
+        return cached
+    names = set(user.groups.values_list("name", flat=True)) if hasattr(user, "groups") else set()
+    role = next((r for r in ROLE_ORDER if r in names), None)
+    user._encore_role = role
+    return role
+
+
+def set_role(user, role: str) -> None:
+    """Replace the user's role groups with exactly `role`."""
+    if role not in ALL_ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    user.groups.remove(*Group.objects.filter(name__in=list(ALL_ROLES)))
+    user.groups.add(Group.objects.get_or_create(name=role)[0])
+    user._encore_role = role
+
+
+def hash_token(token: str) -> str:
+    # Tokens are 256 random bits, so a fast hash is safe; a slow KDF would only add latency per request.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+class ApiClientQuerySet(models.QuerySet):
+    def active(self):
+        """Clients whose tokens are accepted."""
+        return self.filter(is_active=True)
+
+
+class ApiClient(models.Model):
+    TOKEN_PREFIX = "enc_"
+    LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+    name = models.CharField(max_length=100, unique=True)
+    token_hash = models.CharField(max_length=64, unique=True, editable=False)
+    token_hint = models.CharField(max_length=16, editable=False, help_text="First characters, to recognise a token.")
+    scopes = models.JSONField(default=list)
+    is_active = models.BooleanField(default=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+
+    objects = ApiClientQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @classmethod
+    def issue(cls, name: str, scopes: list[str], *, by=None) -> tuple["ApiClient", str]:
+        """Create a client and return it with its plain token, which is never stored."""
+        unknown = sorted(set(scopes) - set(SCOPES))
+        if unknown:
+            raise ValueError(f"unknown scopes: {', '.join(unknown)} (known: {', '.join(SCOPES)})")
+        token = cls.TOKEN_PREFIX + secrets.token_urlsafe(32)
+        client = cls.objects.create(
+            name=name,
+            token_hash=hash_token(token),
+            token_hint=token[:10],
+            scopes=sorted(set(scopes)),
+            created_by=by,
+        )
+        return client, token
+
+    def has_scope(self, scope: str) -> bool:
+        return self.is_active and scope in self.scopes
+
+    def touch(self) -> None:
+        """Record use, at most once a minute, so every request does not write a row."""
+        now = timezone.now()
+        if self.last_used_at is None or now - self.last_used_at > self.LAST_USED_RESOLUTION:
+            ApiClient.objects.filter(pk=self.pk).update(last_used_at=now)
+            self.last_used_at = now

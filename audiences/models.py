@@ -1,0 +1,251 @@
+"""Customers, the catalogue, what customers do, and the personas built from it.
+
+Activity is the big table (tens of millions of rows): kinds are small integers,
+the natural key is a 64-bit hash with a unique index (re-imports upsert instead of
+duplicating), and only the indexes the hot queries need exist.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from ml.models import Job
+
+
+class Gender(models.TextChoices):
+    FEMALE = "f", "Female"
+    MALE = "m", "Male"
+    OTHER = "x", "Other"
+    UNKNOWN = "", "Unknown"
+
+
+class CustomerQuerySet(models.QuerySet):
+    def search(self, text: str):
+        """Customers whose external id, region or city match the text."""
+        text = (text or "").strip()
+        if not text:
+            return self
+        return self.filter(Q(external_id__icontains=text) | Q(region__icontains=text))
+
+    def active_since(self, since):
+        """Customers with any activity at or after `since`."""
+        return self.filter(persona__last_active_at__gte=since)
+
+
+class Customer(models.Model):
+    external_id = models.CharField(max_length=64, unique=True)
+    birth_year = models.PositiveSmallIntegerField(null=True, blank=True)
+    gender = models.CharField(max_length=1, choices=Gender.choices, blank=True, default="")
+    region = models.CharField(max_length=64, blank=True, default="", db_index=True)
+    city_tier = models.PositiveSmallIntegerField(null=True, blank=True, help_text="1 = largest cities")
+    signup_date = models.DateField(null=True, blank=True)
+    is_subscriber = models.BooleanField(default=False, db_index=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = CustomerQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["external_id"]
+
+    def __str__(self) -> str:
+        return self.external_id
+
+    @property
+    def age(self) -> int | None:
+        from django.utils import timezone
+
+        return timezone.now().year - self.birth_year if self.birth_year else None
+
+
+class ItemKind(models.TextChoices):
+    TRACK = "track", "Track"
+    ALBUM = "album", "Album"
+    ARTIST = "artist", "Artist"
+    PLAYLIST = "playlist", "Playlist"
+    CONCERT = "concert", "Concert"
+    PRODUCT = "product", "Product"
+
+
+class Item(models.Model):
+    """One entry of the catalogue: what customers play, follow or buy."""
+
+    external_id = models.CharField(max_length=64, unique=True)
+    kind = models.CharField(max_length=10, choices=ItemKind.choices, default=ItemKind.TRACK, db_index=True)
+    title = models.CharField(max_length=300)
+    artist = models.CharField(max_length=200, blank=True, default="", db_index=True)
+    genres = models.JSONField(default=list, blank=True)
+    language = models.CharField(max_length=16, blank=True, default="", db_index=True)
+    moods = models.JSONField(default=list, blank=True)
+    release_date = models.DateField(null=True, blank=True)
+    price = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["title"]
+
+    def __str__(self) -> str:
+        return f"{self.title} — {self.artist}" if self.artist else self.title
+
+
+class ActivityKind(models.IntegerChoices):
+    PLAY = 1, "play"
+    COMPLETE = 2, "complete"
+    SKIP = 3, "skip"
+    FAVOURITE = 4, "favourite"
+    SHARE = 5, "share"
+    SEARCH = 6, "search"
+    PURCHASE = 7, "purchase"
+    SUBSCRIBE = 8, "subscribe"
+
+
+REVENUE_KINDS = (ActivityKind.PURCHASE, ActivityKind.SUBSCRIBE)
+
+
+class Activity(models.Model):
+    """Something a customer did, optionally with an item; `key` makes re-imports idempotent."""
+
+    id = models.BigAutoField(primary_key=True)
+    key = models.BigIntegerField(unique=True, help_text="64-bit hash of the event id or the natural key")
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="activities", db_index=False)
+    item = models.ForeignKey(Item, null=True, blank=True, on_delete=models.CASCADE, related_name="+", db_index=False)
+    kind = models.PositiveSmallIntegerField(choices=ActivityKind.choices)
+    quantity = models.FloatField(default=1.0)
+    value = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    occurred_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [
+            # customer page, personas, "did X in the last D days" rules
+            models.Index(fields=["customer", "occurred_at"], name="activity_customer_time"),
+            # behaviour on an item / artist, item pages
+            models.Index(fields=["item", "occurred_at"], name="activity_item_time"),
+            # time-range analytics and the incremental persona window slide
+            models.Index(fields=["occurred_at"], name="activity_time"),
+        ]
+        verbose_name_plural = "activities"
+
+    def __str__(self) -> str:
+        return f"{self.customer_id} {self.get_kind_display()} {self.item_id} @ {self.occurred_at:%Y-%m-%d %H:%M}"
+
+
+class Segment(models.TextChoices):
+    LOYAL = "loyal", "Loyal"
+    ACTIVE = "active", "Active"
+    CASUAL = "casual", "Casual"
+
+
+class Persona(models.Model):
+    """What we know of a customer, rebuilt from activity; audience rules query these columns in SQL.
+
+    Preference maps hold shares that sum to 1 per dimension (top N kept), so
+    "hip-hop affinity ≥ 0.3" reads as "at least 30 % of the decayed engagement".
+    """
+
+    customer = models.OneToOneField(Customer, primary_key=True, on_delete=models.CASCADE, related_name="persona")
+    artists = models.JSONField(default=dict)
+    genres = models.JSONField(default=dict)
+    languages = models.JSONField(default=dict)
+    moods = models.JSONField(default=dict)
+    top_artist = models.CharField(max_length=200, blank=True, default="", db_index=True)
+    top_genre = models.CharField(max_length=100, blank=True, default="", db_index=True)
+    top_language = models.CharField(max_length=16, blank=True, default="")
+    top_mood = models.CharField(max_length=100, blank=True, default="")
+    plays_7d = models.PositiveIntegerField(default=0)
+    plays_30d = models.PositiveIntegerField(default=0)
+    plays_90d = models.PositiveIntegerField(default=0)
+    activities_7d = models.PositiveIntegerField(default=0)
+    activities_30d = models.PositiveIntegerField(default=0)
+    activities_90d = models.PositiveIntegerField(default=0)
+    purchases_90d = models.PositiveIntegerField(default=0)
+    spend_90d = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    last_active_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    segment = models.CharField(max_length=8, choices=Segment.choices, default=Segment.CASUAL, db_index=True)
+    as_of = models.DateTimeField(help_text="The time the decay and windows were computed at")
+
+    def __str__(self) -> str:
+        return f"persona of {self.customer_id}"
+
+
+class PersonaSettings(models.Model):
+    """The one row of persona parameters, editable by marketers."""
+
+    half_life_days = models.FloatField(default=30.0, help_text="Engagement loses half its weight after this many days.")
+    loyal_revenue_share = models.FloatField(
+        default=0.55, help_text="The most frequent buyers who bring this share of revenue are Loyal."
+    )
+    active_revenue_share = models.FloatField(
+        default=0.25, help_text="The next buyers who bring this further share of revenue are Active."
+    )
+    top_n = models.PositiveSmallIntegerField(default=10, help_text="Preferences kept per dimension.")
+    kind_weights = models.JSONField(default=dict, blank=True, help_text="Weight of each activity kind.")
+    last_built_at = models.DateTimeField(null=True, blank=True)
+    last_activity_id = models.BigIntegerField(default=0, help_text="Activities up to this id are in the personas.")
+
+    DEFAULT_KIND_WEIGHTS = {
+        "play": 1.0,
+        "complete": 1.5,
+        "skip": 0.0,
+        "favourite": 3.0,
+        "share": 2.0,
+        "search": 0.5,
+        "purchase": 4.0,
+        "subscribe": 0.0,
+    }
+
+    class Meta:
+        verbose_name_plural = "persona settings"
+
+    @classmethod
+    def load(cls) -> "PersonaSettings":
+        obj, _ = cls.objects.get_or_create(pk=1, defaults={"kind_weights": dict(cls.DEFAULT_KIND_WEIGHTS)})
+        return obj
+
+    def weights(self) -> dict[str, float]:
+        return {**self.DEFAULT_KIND_WEIGHTS, **(self.kind_weights or {})}
+
+
+class ImportKind(models.TextChoices):
+    CUSTOMERS = "customers", "Customers"
+    ITEMS = "items", "Catalogue items"
+    ACTIVITIES = "activities", "Activities"
+
+
+class DataImport(models.Model):
+    """An uploaded file, its column mapping and the outcome of loading it."""
+
+    class Status(models.TextChoices):
+        MAPPING = "mapping", "Waiting for column mapping"
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Running"
+        DONE = "done", "Done"
+        FAILED = "failed", "Failed"
+
+    kind = models.CharField(max_length=12, choices=ImportKind.choices)
+    file = models.FileField(upload_to="imports/%Y/%m/")
+    original_name = models.CharField(max_length=255)
+    file_format = models.CharField(max_length=8)
+    columns = models.JSONField(default=list, help_text="Columns found in the file")
+    preview = models.JSONField(default=list, help_text="First rows, for the mapping page")
+    mapping = models.JSONField(default=dict, help_text="Target field -> source column")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.MAPPING)
+    job = models.OneToOneField(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="data_import")
+    rows_total = models.PositiveIntegerField(default=0)
+    rows_ok = models.PositiveIntegerField(default=0)
+    rows_failed = models.PositiveIntegerField(default=0)
+    rows_created = models.PositiveIntegerField(default=0, help_text="Good rows that were new (the rest updated)")
+    errors = models.JSONField(default=list, help_text="First errors: row, column, value, reason")
+    error_report = models.FileField(upload_to="imports/errors/", blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()} from {self.original_name}"

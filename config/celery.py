@@ -1,0 +1,27 @@
+"""The one Celery app. Tasks live in <app>/tasks.py; ML work runs on its own `ml` queue."""
+
+import os
+
+from celery import Celery
+from celery.schedules import crontab
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+
+app = Celery("encore")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()
+
+app.conf.beat_schedule = {
+    # Hourly: only customers whose activity or rolling windows changed since the last build.
+    "personas-incremental": {
+        "task": "audiences.build_personas",
+        "schedule": crontab(minute=5),
+        "kwargs": {"full": False},
+    },
+    # Nightly: everyone, so segment thresholds and decay stay consistent across the base.
+    "personas-full": {
+        "task": "audiences.build_personas",
+        "schedule": crontab(hour=3, minute=30),
+        "kwargs": {"full": True},
+    },
+}
