@@ -62,6 +62,11 @@ def set_role(user, role: str) -> None:
         raise ValueError(f"unknown role {role!r}")
     user.groups.remove(*Group.objects.filter(name__in=list(ALL_ROLES)))
     user.groups.add(Group.objects.get_or_create(name=role)[0])
+    # Admins also manage data in Django admin, which checks is_staff and model permissions.
+    admin = role == Role.ADMIN
+    if user.is_staff != admin or user.is_superuser != admin:
+        user.is_staff = user.is_superuser = admin
+        user.save(update_fields=["is_staff", "is_superuser"])
     user._encore_role = role
 
 

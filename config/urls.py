@@ -1,6 +1,29 @@
 from django.contrib import admin
+from django.contrib.auth import views as auth_views
 from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from rest_framework.permissions import IsAuthenticated
+from audiences import urls as audiences_urls
+from marketing import urls as marketing_urls
+from marketing import views as marketing_views
+from ml import urls as ml_urls
 
 urlpatterns = [
+    path("", marketing_views.dashboard, name="dashboard"),
+    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
+    path("password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),
+    path("customers/", include(audiences_urls.customers)),
+    path("imports/", include(audiences_urls.imports)),
+    path("audiences/", include(audiences_urls.audiences)),
+    path("campaigns/", include(marketing_urls.campaigns)),
+    path("budget/", include(marketing_urls.budget)),
+    path("jobs/", include(ml_urls.jobs)),
+    path("models/", include(ml_urls.models)),
+    path("team/", include("accounts.urls")),
     path("admin/", admin.site.urls),
+    path("api/v1/", include(audiences_urls.api_urls)),
+    path("api/v1/schema", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="api-schema"),
 ]

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+from django import forms
+from django.contrib.auth import get_user_model
+from django.contrib.auth.password_validation import validate_password
+
+from .models import ROLE_DESCRIPTIONS, ROLE_ORDER, SCOPES, ApiClient
+
+
+class StyledForm:
+    """Adds Bootstrap classes, and marks invalid fields so screen readers and eyes both see them."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        for name, field in self.fields.items():
+            widget = field.widget
+            if isinstance(widget, (forms.CheckboxInput,)):
+                css = "form-check-input"
+            elif isinstance(widget, (forms.CheckboxSelectMultiple, forms.RadioSelect)):
+                css = ""
+            elif isinstance(widget, forms.Select):
+                css = "form-select"
+            else:
+                css = "form-control"
+            if self.is_bound and name in self.errors:
+                css += " is-invalid"
+                widget.attrs["aria-invalid"] = "true"
+            widget.attrs["class"] = (widget.attrs.get("class", "") + " " + css).strip()
+
+
+ROLE_CHOICES = [(r.value, f"{r.label} — {ROLE_DESCRIPTIONS[r]}") for r in ROLE_ORDER]
+
+
+class NewUserForm(StyledForm, forms.Form):
+    username = forms.CharField(max_length=150)
+    email = forms.EmailField(required=False)
+    role = forms.ChoiceField(choices=ROLE_CHOICES, widget=forms.RadioSelect)
+    password = forms.CharField(widget=forms.PasswordInput, help_text="At least 8 characters, not too common.")
+
+    def clean_username(self):
+        username = self.cleaned_data["username"].strip()
+        if get_user_model().objects.filter(username__iexact=username).exists():
+            raise forms.ValidationError(f"A user named '{username}' already exists.")
+        return username
+
+    def clean(self):
+        data = super().clean()
+        if data.get("password"):
+            user = get_user_model()(username=data.get("username", ""), email=data.get("email", ""))
+            try:
+                validate_password(data["password"], user)
+            except forms.ValidationError as exc:
+                self.add_error("password", exc)
+        return data
+
+
+class EditUserForm(StyledForm, forms.Form):
+    role = forms.ChoiceField(choices=ROLE_CHOICES, widget=forms.RadioSelect)
+    is_active = forms.BooleanField(required=False, label="Active (can log in)")
+
+
+class ApiClientForm(StyledForm, forms.Form):
+    name = forms.CharField(max_length=100, help_text="Who calls with this token, e.g. 'CRM nightly sync'.")
+    scopes = forms.MultipleChoiceField(
+        choices=[(k, f"{k} — {v}") for k, v in SCOPES.items()],
+        widget=forms.CheckboxSelectMultiple,
+        help_text="Grant only what the client needs.",
+    )
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if ApiClient.objects.filter(name__iexact=name).exists():
+            raise forms.ValidationError(f"An API client named '{name}' already exists.")
+        return name

@@ -1,0 +1,73 @@
+"""State changes of the audiences app. HTML views, API views and commands call these."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from django.core.files.uploadedfile import UploadedFile
+from django.db import transaction
+
+from ml.models import Job, enqueue
+
+from . import imports
+from .models import DataImport, PersonaSettings
+
+
+class ImportRejected(ValueError):
+    """The file cannot be imported at all (unreadable, empty, wrong type); says why."""
+
+
+@transaction.atomic
+def receive_upload(upload: UploadedFile, kind: str, *, by) -> DataImport:
+    """Store an uploaded file, read its header and first rows, and guess the column mapping."""
+    try:
+        fmt = imports.file_format(upload.name)
+    except ValueError as exc:
+        raise ImportRejected(str(exc)) from None
+    data_import = DataImport(kind=kind, original_name=Path(upload.name).name[:255], file_format=fmt, created_by=by)
+    data_import.file.save(Path(upload.name).name, upload, save=False)
+    try:
+        columns, preview = imports.inspect_file(Path(data_import.file.path), fmt)
+    except ValueError as exc:
+        data_import.file.delete(save=False)
+        raise ImportRejected(str(exc)) from None
+    data_import.columns = columns
+    data_import.preview = [[str(v)[:60] for v in row] for row in preview]
+    data_import.mapping = imports.guess_mapping(kind, columns)
+    data_import.save()
+    return data_import
+
+
+@transaction.atomic
+def queue_import(data_import: DataImport, mapping: dict[str, str], *, by) -> Job:
+    """Fix the mapping and hand the file to a worker; the job row shows its progress."""
+    errors = imports.check_mapping(data_import.kind, mapping, data_import.columns)
+    if errors:
+        raise ValueError(errors)
+    from .tasks import run_import
+
+    job = Job.objects.create(kind="import", title=f"Import {data_import.get_kind_display().lower()} from {data_import.original_name}", created_by=by)
+    data_import.mapping = {k: v for k, v in mapping.items() if v}
+    data_import.job = job
+    data_import.status = DataImport.Status.QUEUED
+    data_import.save(update_fields=["mapping", "job", "status"])
+    enqueue(run_import, job, data_import.pk)
+    return job
+
+
+def persona_job(*, full: bool, by) -> Job:
+    return Job.objects.create(kind="personas", title="Rebuild all personas" if full else "Update personas", created_by=by)
+
+
+@transaction.atomic
+def queue_persona_build(*, full: bool, by) -> Job:
+    from .tasks import build_personas
+
+    job = persona_job(full=full, by=by)
+    transaction.on_commit(lambda: build_personas.apply_async(kwargs={"job_id": job.pk, "full": full}))
+    return job
+
+
+def update_persona_settings(settings_obj: PersonaSettings, *, fields: list[str]) -> PersonaSettings:
+    settings_obj.save(update_fields=fields)
+    return settings_obj

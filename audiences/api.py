@@ -1,0 +1,179 @@
+"""REST API v1 for customers, the catalogue, activities and jobs.
+
+Batch writes go through the same parser as file imports, so an API client gets
+the same per-item errors (by index) and the same idempotent upserts.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import generics, serializers, status
+from rest_framework.pagination import CursorPagination
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts.permissions import ScopedAccess
+from ml.models import Job
+
+from . import imports
+from .models import Customer, ImportKind, Item, Persona
+
+MAX_BATCH = 10_000
+
+
+class PersonaSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Persona
+        exclude = ["customer"]
+
+
+class CustomerSerializer(serializers.ModelSerializer):
+    persona = PersonaSerializer(read_only=True)
+
+    class Meta:
+        model = Customer
+        fields = ["external_id", "birth_year", "gender", "region", "city_tier", "signup_date", "is_subscriber",
+                  "attributes", "created_at", "updated_at", "persona"]
+
+
+class ItemSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Item
+        fields = ["external_id", "kind", "title", "artist", "genres", "language", "moods", "release_date", "price",
+                  "attributes", "updated_at"]
+
+
+class ById(CursorPagination):
+    ordering = "id"
+    page_size = 100
+    max_page_size = 1000
+    page_size_query_param = "page_size"
+
+
+BatchResult = inline_serializer(
+    "BatchResult",
+    {
+        "accepted": serializers.IntegerField(),
+        "created": serializers.IntegerField(),
+        "rejected": serializers.ListField(child=inline_serializer("RejectedItem", {
+            "index": serializers.IntegerField(), "field": serializers.CharField(),
+            "value": serializers.CharField(), "reason": serializers.CharField(),
+        })),
+    },
+)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        import json
+
+        return json.dumps(value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def load_batch(kind: str, items) -> tuple[dict, int]:
+    """Validate and upsert a JSON batch; bad items are reported by index, good ones are kept."""
+    if not isinstance(items, list):
+        return {"detail": "Send a JSON array of objects (or {\"items\": [...]})."}, status.HTTP_400_BAD_REQUEST
+    if len(items) > MAX_BATCH:
+        return {"detail": f"A batch holds at most {MAX_BATCH:,} items; this one has {len(items):,}."}, status.HTTP_400_BAD_REQUEST
+    if not items:
+        return {"accepted": 0, "created": 0, "rejected": []}, status.HTTP_200_OK
+    known = {f.name for f in imports.FIELDS[kind]}
+    rejected = []
+    rows = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            rejected.append({"index": index, "field": "", "value": _cell(item)[:80], "reason": "not a JSON object"})
+            rows.append({})
+            continue
+        unknown = sorted(set(item) - known)
+        if unknown:
+            rejected.append({"index": index, "field": unknown[0], "value": _cell(item[unknown[0]])[:80],
+                             "reason": f"unknown field (known: {', '.join(sorted(known))})"})
+            rows.append({})
+            continue
+        rows.append({k: _cell(v) for k, v in item.items()})
+    bad_index = {r["index"] for r in rejected}
+    frame = pd.DataFrame(rows, columns=sorted(known)).fillna("").astype(str)
+    frame.index = pd.RangeIndex(2, 2 + len(frame))  # spreadsheet-style rows, as in file imports
+    frame = frame.drop(index=[i + 2 for i in bad_index])
+    mapping = {name: name for name in known}
+    result = imports.load_chunk(kind, frame, mapping, keep_extra=False) if len(frame) else imports.ChunkResult()
+    for errors in result.errors:
+        for e in errors.to_dict("records"):
+            rejected.append({"index": int(e["row"]) - 2, "field": e["column"], "value": e["value"], "reason": e["reason"]})
+    rejected.sort(key=lambda r: r["index"])
+    body = {"accepted": result.ok, "created": result.created, "rejected": rejected}
+    return body, (status.HTTP_200_OK if result.ok or not rejected else status.HTTP_400_BAD_REQUEST)
+
+
+class BatchUpsert:
+    kind: str
+
+    @extend_schema(request={"application/json": {"type": "array", "items": {"type": "object"}}},
+                   responses={200: BatchResult, 400: BatchResult})
+    def post(self, request):
+        items = request.data.get("items") if isinstance(request.data, dict) else request.data
+        body, code = load_batch(self.kind, items)
+        return Response(body, status=code)
+
+
+class CustomerList(BatchUpsert, generics.ListAPIView):
+    """List customers (cursor-paginated) or upsert a batch of them by external_id."""
+
+    scopes = {"GET": "customers:read", "POST": "customers:write"}
+    permission_classes = [ScopedAccess]
+    serializer_class = CustomerSerializer
+    pagination_class = ById
+    queryset = Customer.objects.select_related("persona")
+    kind = ImportKind.CUSTOMERS
+
+
+class CustomerDetail(generics.RetrieveAPIView):
+    """One customer with their persona, by external id."""
+
+    scopes = {"GET": "customers:read"}
+    permission_classes = [ScopedAccess]
+    serializer_class = CustomerSerializer
+    queryset = Customer.objects.select_related("persona")
+    lookup_field = "external_id"
+
+
+class ItemList(BatchUpsert, generics.ListAPIView):
+    """List catalogue items or upsert a batch of them by external_id."""
+
+    scopes = {"GET": "catalogue:read", "POST": "catalogue:write"}
+    permission_classes = [ScopedAccess]
+    serializer_class = ItemSerializer
+    pagination_class = ById
+    queryset = Item.objects.all()
+    kind = ImportKind.ITEMS
+
+
+class ActivityBatch(BatchUpsert, APIView):
+    """Post a batch of activities; idempotent by event id (or natural key)."""
+
+    scopes = {"POST": "activities:write"}
+    permission_classes = [ScopedAccess]
+    kind = ImportKind.ACTIVITIES
+
+
+class JobSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Job
+        fields = ["id", "kind", "title", "status", "progress", "message", "error", "created_at", "started_at", "finished_at"]
+
+
+class JobDetail(generics.RetrieveAPIView):
+    """Progress of a background job."""
+
+    scopes = {"GET": "jobs:read"}
+    permission_classes = [ScopedAccess]
+    serializer_class = JobSerializer
+    queryset = Job.objects.all()

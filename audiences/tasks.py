@@ -1,0 +1,51 @@
+"""Celery tasks of the audiences app: they take ids, are idempotent, and report progress on a Job."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from django.db import transaction
+
+from ml.models import running
+
+from .models import DataImport
+
+
+@shared_task(name="audiences.run_import", acks_late=True, max_retries=3)
+def run_import(job_id: int, import_id: int) -> None:
+    """Load an uploaded file. Rows are upserted, so a retry after a crash duplicates nothing."""
+    from . import imports
+
+    data_import = DataImport.objects.get(pk=import_id)
+    DataImport.objects.filter(pk=import_id).update(status=DataImport.Status.RUNNING)
+    try:
+        with running(job_id) as job:
+            imports.run_import(data_import, progress=job.report)
+            job.result = {
+                "rows": data_import.rows_total,
+                "ok": data_import.rows_ok,
+                "failed": data_import.rows_failed,
+                "created": data_import.rows_created,
+            }
+            job.message = (
+                f"{data_import.rows_ok:,} rows loaded ({data_import.rows_created:,} new), "
+                f"{data_import.rows_failed:,} rejected"
+            )
+    except Exception:
+        DataImport.objects.filter(pk=import_id).update(status=DataImport.Status.FAILED)
+        raise
+    DataImport.objects.filter(pk=import_id).update(status=DataImport.Status.DONE)
+
+
+@shared_task(name="audiences.build_personas", acks_late=True)
+def build_personas(job_id: int | None = None, full: bool = False) -> None:
+    """Rebuild personas; beat calls it without a job, so one is created here then."""
+    from .actions import persona_job
+    from .personas import build_personas as build
+
+    if job_id is None:
+        with transaction.atomic():
+            job_id = persona_job(full=full, by=None).pk
+    with running(job_id) as job:
+        summary = build(full=full, progress=job.report)
+        job.result = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, dict, list))}
+        job.message = f"{summary.get('customers_rebuilt', 0):,} personas rebuilt"

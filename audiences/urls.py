@@ -1,0 +1,27 @@
+from django.urls import path
+
+from . import api, views
+
+customers = ([
+    path("", views.customer_list, name="list"),
+    path("<int:pk>/", views.customer_detail, name="detail"),
+    path("personas/", views.persona_settings, name="persona_settings"),
+    path("personas/rebuild/", views.persona_rebuild, name="persona_rebuild"),
+], "customers")
+
+imports = ([
+    path("", views.import_list, name="list"),
+    path("new/", views.import_new, name="new"),
+    path("<int:pk>/", views.import_detail, name="detail"),
+    path("<int:pk>/errors.csv", views.import_errors, name="errors"),
+], "imports")
+
+audiences = ([path("", views.audience_list, name="list")], "audiences")
+
+api_urls = [
+    path("customers", api.CustomerList.as_view(), name="api-customers"),
+    path("customers/<str:external_id>", api.CustomerDetail.as_view(), name="api-customer"),
+    path("items", api.ItemList.as_view(), name="api-items"),
+    path("activities", api.ActivityBatch.as_view(), name="api-activities"),
+    path("jobs/<int:pk>", api.JobDetail.as_view(), name="api-job"),
+]

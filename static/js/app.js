@@ -1,0 +1,30 @@
+// Charts: any <canvas data-chart="id-of-json-script"> is drawn with Chart.js, also after htmx swaps.
+(function () {
+  const palette = ["#5b2fd6", "#1f9d8b", "#f08c00", "#d6336c", "#2a5bd7", "#6b7280", "#94d82d", "#845ef7"];
+  function draw(root) {
+    root.querySelectorAll("canvas[data-chart]").forEach(function (canvas) {
+      if (canvas._chart) { canvas._chart.destroy(); }
+      const source = document.getElementById(canvas.dataset.chart);
+      if (!source || typeof Chart === "undefined") { return; }
+      const config = JSON.parse(source.textContent);
+      (config.data.datasets || []).forEach(function (ds, i) {
+        const color = ds.color || palette[i % palette.length];
+        ds.backgroundColor = ds.backgroundColor || (config.type === "line" ? color + "22" : (config.type === "doughnut" ? palette : color));
+        ds.borderColor = ds.borderColor || (config.type === "doughnut" ? "#fff" : color);
+        ds.borderWidth = ds.borderWidth || (config.type === "line" ? 2 : 1);
+        ds.pointRadius = ds.pointRadius === undefined ? 0 : ds.pointRadius;
+        ds.tension = 0.25;
+      });
+      config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false,
+        plugins: { legend: { display: (config.data.datasets || []).length > 1 || config.type === "doughnut", position: "bottom" } } }, config.options || {});
+      canvas._chart = new Chart(canvas, config);
+    });
+  }
+  document.addEventListener("DOMContentLoaded", function () { draw(document); });
+  document.addEventListener("htmx:afterSettle", function (e) { draw(e.target); });
+  // Destructive actions ask first: <form data-confirm="Revoke this token?">
+  document.addEventListener("submit", function (e) {
+    const msg = e.target.dataset && e.target.dataset.confirm;
+    if (msg && !window.confirm(msg)) { e.preventDefault(); }
+  }, true);
+})();
