@@ -22,10 +22,17 @@ class StyledForm:
                 css = "form-select"
             else:
                 css = "form-control"
-            if self.is_bound and name in self.errors:
-                css += " is-invalid"
-                widget.attrs["aria-invalid"] = "true"
             widget.attrs["class"] = (widget.attrs.get("class", "") + " " + css).strip()
+
+    def full_clean(self):
+        # Marked after cleaning: touching self.errors in __init__ would validate before
+        # subclasses have added their fields.
+        super().full_clean()
+        for name in self.errors:
+            if name in self.fields:
+                widget = self.fields[name].widget
+                widget.attrs["class"] = widget.attrs.get("class", "") + " is-invalid"
+                widget.attrs["aria-invalid"] = "true"
 
 
 ROLE_CHOICES = [(r.value, f"{r.label} — {ROLE_DESCRIPTIONS[r]}") for r in ROLE_ORDER]

@@ -41,7 +41,7 @@ def _column_values(field: models.Field, series: pd.Series, vendor: str) -> pd.Se
 
 def upsert(
     model: type[models.Model],
-    frame: pd.DataFrame,
+    frame: pd.DataFrame,  # columns: field names, or attnames such as customer_id
     *,
     conflict: str,
     update: Iterable[str] | None = None,
@@ -70,7 +70,7 @@ def upsert(
         if n != conflict and not getattr(model._meta.get_field(n), "auto_now_add", False)
     ]
     vendor = connection.vendor
-    shaped = pd.DataFrame({f.column: _column_values(f, frame[f.name], vendor) for f in fields})
+    shaped = pd.DataFrame({f.column: _column_values(f, frame[name], vendor) for name, f in zip(frame.columns, fields)})
     table = model._meta.db_table
     qn = connection.ops.quote_name
     set_clause = ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in updates) or f"{qn(conflict_column)} = EXCLUDED.{qn(conflict_column)}"

@@ -205,10 +205,16 @@ def inspect_file(path: Path, fmt: str, rows: int = 8) -> tuple[list[str], list[l
         first = next(read_chunks(path, fmt, chunk_rows=rows), None)
     except Exception as exc:  # pandas / pyarrow raise many types for a damaged file
         raise ValueError(f"The file could not be read as {fmt.upper()}: {exc}") from None
-    if first is None or len(first.columns) == 0:
+    if first is None or len(first.columns) == 0 or len(first) == 0:
         raise ValueError("The file is empty: it needs a header row and at least one data row.")
     columns = [str(c) for c in first.columns]
-    if len(set(columns)) != len(columns):
+    if fmt == "csv":  # pandas renames a repeated header ("a", "a.1"); read the raw header instead
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as fh:
+            header = next(csv.reader(fh, delimiter=_sniff_delimiter(path)), [])
+        columns_raw = [c.strip() for c in header]
+    else:
+        columns_raw = columns
+    if len(set(columns_raw)) != len(columns_raw):
         raise ValueError("The header repeats a column name; every column needs its own name.")
     return columns, first.head(rows).values.tolist()
 
@@ -364,9 +370,14 @@ def _write_entities(model, frame: pd.DataFrame, parsed: Parsed, extra_columns: l
             {**(b or {}), **{k: v for k, v in r.items() if v != ""}} for b, r in zip(base, records)
         ]
     data = _last_per_key(data, "external_id")
+    # Columns the file lacks get the model's defaults on insert, but an update leaves them alone.
+    mapped = list(data.columns)
+    for f in model._meta.concrete_fields:
+        if f.name not in data and not f.primary_key and f.has_default() and not getattr(f, "auto_now_add", False):
+            data[f.name] = [f.get_default() for _ in range(len(data))]
     existing = bulk.existing_values(model, "external_id", data["external_id"].to_numpy())
     with transaction.atomic():
-        written = bulk.upsert(model, data, conflict="external_id")
+        written = bulk.upsert(model, data, conflict="external_id", update=mapped + ["updated_at"])
     return ChunkResult(ok=int(good.sum()), created=written - len(existing))
 
 

@@ -206,7 +206,7 @@ def import_new(request):
             form.add_error("file", str(exc))
         else:
             return redirect("imports:detail", pk=data_import.pk)
-    return render(request, "audiences/import_new.html", {"form": form, "fields": FIELDS}, status=400 if form.errors else 200)
+    return render(request, "audiences/import_new.html", {"form": form, "field_groups": list(FIELDS.items())}, status=400 if form.errors else 200)
 
 
 @require_http_methods(["GET", "POST"])

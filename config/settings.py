@@ -191,6 +191,8 @@ USE_TZ = True
 STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = Path(env("STATIC_ROOT", str(BASE_DIR / "staticfiles")))
+if DEBUG:
+    STATIC_ROOT.mkdir(exist_ok=True)  # whitenoise looks here even when runserver serves from finders
 MEDIA_ROOT = Path(env("MEDIA_ROOT", str(VAR_DIR / "media")))
 MEDIA_URL = "media/"
 ARTIFACT_DIR = Path(env("ARTIFACT_DIR", str(VAR_DIR / "artifacts")))

@@ -76,6 +76,8 @@ def compute_personas(
     as_of = _utc_timestamp(as_of)
     if half_life_days <= 0:
         raise ValueError(f"half_life_days must be positive, not {half_life_days!r}")
+    if top_n < 1:
+        raise ValueError(f"top_n must be at least 1, not {top_n!r}")
     occurred = _utc_ns(activities["occurred_at"])
     keep = (occurred <= as_of.value) & (occurred != _NAT)
     frame = activities.loc[keep]
@@ -157,7 +159,7 @@ def _item_names(values: pd.Series, is_list: bool) -> tuple[np.ndarray, np.ndarra
     """
     exploded = values.explode() if is_list else values
     item = np.asarray(exploded.index, dtype=np.int64)
-    name_code, labels = pd.factorize(exploded.to_numpy(dtype=object, na_value=None), use_na_sentinel=True)
+    name_code, labels = pd.factorize(exploded.to_numpy(dtype=object, na_value=None), sort=True)
     labels = np.asarray(labels, dtype=object)
     named = np.array([isinstance(v, str) and v.strip() != "" for v in labels], dtype=bool)
     valid = name_code >= 0
@@ -196,10 +198,11 @@ def _shares(code: np.ndarray, weight: np.ndarray, item: np.ndarray, values: pd.S
     total = np.bincount(code, weights=summed, minlength=n)
     share = summed / total[code]
 
-    # Largest share first, ties by name; keep top_n per customer.
-    rank_of_name = np.empty(m, dtype=np.int64)
-    rank_of_name[np.argsort(labels.astype(str), kind="stable")] = np.arange(m)
-    order = np.lexsort((rank_of_name[name_code], -share, code))
+    # Largest share first, ties by name; keep top_n per customer. Names are coded in
+    # sorted order and np.unique left the rows sorted by (customer, name), so two
+    # stable sorts do what a three-key lexsort would, in a fraction of the time.
+    order = np.argsort(-share, kind="stable")
+    order = order[np.argsort(code[order], kind="stable")]
     code, name_code, share = code[order], name_code[order], share[order]
     starts = np.flatnonzero(np.r_[True, code[1:] != code[:-1]])
     rank = np.arange(len(code)) - np.repeat(starts, np.diff(np.r_[starts, len(code)]))

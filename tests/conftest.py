@@ -5,11 +5,15 @@ import os
 os.environ.setdefault("DEBUG", "true")
 
 import pytest
+from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 
 from accounts.models import Role, set_role
 
 PASSWORD = "correct-horse-battery-staple"
+
+# Hashing with PBKDF2 would dominate the run time of the access matrix.
+django_settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 
 
 def make_user(username: str, role: str | None):
@@ -48,3 +52,86 @@ def client_for(client):
         return client
 
     return login
+
+
+@pytest.fixture(autouse=True)
+def _eager_celery(settings, tmp_path):
+    """Unit tests run tasks in-process; tests marked `worker` start a real worker instead."""
+    from config.celery import app
+
+    settings.MEDIA_ROOT = tmp_path / "media"
+    app.conf.task_always_eager = True
+    app.conf.task_eager_propagates = True
+    yield
+    app.conf.task_always_eager = False
+
+
+def _database_url_for_subprocess() -> str:
+    from django.db import connection
+
+    s = connection.settings_dict
+    if connection.vendor == "sqlite":
+        return f"sqlite:///{s['NAME']}"
+    auth = s["USER"] + (f":{s['PASSWORD']}" if s.get("PASSWORD") else "")
+    return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
+
+
+@pytest.fixture
+def celery_worker_process(transactional_db, settings, tmp_path):
+    """A real `celery worker` process on the test database and the configured broker."""
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    from config.celery import app
+
+    app.conf.task_always_eager = False
+    env = {
+        **os.environ,
+        "DEBUG": "true",
+        "DATABASE_URL": _database_url_for_subprocess(),
+        "MEDIA_ROOT": str(settings.MEDIA_ROOT),
+    }
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        env["ENCORE_VAR_DIR"] = str(settings.VAR_DIR)
+    log = open(tmp_path / "worker.log", "w+")
+    hostname = f"test-{os.getpid()}@%h"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "config", "worker", "-Q", "default,ml", "--pool", "solo",
+         "-n", hostname, "-l", "info", "--without-heartbeat", "--without-gossip", "--without-mingle"],
+        cwd=Path(__file__).resolve().parent.parent, env=env, stdout=log, stderr=subprocess.STDOUT,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        log.seek(0)
+        if "ready." in log.read():
+            break
+        if proc.poll() is not None:
+            break
+        time.sleep(0.3)
+    log.seek(0)
+    output = log.read()
+    if "ready." not in output:
+        proc.kill()
+        raise RuntimeError(f"Celery worker did not start:\n{output[-3000:]}")
+    yield proc
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    app.conf.task_always_eager = True
+
+
+def wait_for(predicate, timeout: float = 60.0, interval: float = 0.25):
+    """Poll until predicate() is truthy; returns its value or fails with a clear message."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

@@ -1,0 +1,243 @@
+"""Building personas: pick the customers whose persona changed, load their activity, store the result.
+
+The numbers come from `ml.personas` (pure pandas); this module decides who to
+rebuild, feeds it, and writes Persona rows with `bulk.upsert`.
+
+Who changes between two builds? Preference shares are ratios of one customer's
+decayed weights, and time scales all of them by the same factor, so shares only
+move when the customer's activity does. Window counts move when an activity
+enters a window (new, or dated after the last build) or leaves one (turns 7, 30
+or 90 days old). An incremental build therefore rebuilds exactly the customers
+with an activity newer than `last_activity_id`, or with an activity whose
+`occurred_at` lies in (last_built_at − D, as_of − D] for D in 0, 7, 30, 90. The
+nightly full build covers what this can't see: deleted activities, rows that
+committed late under an id already passed (their occurred_at is usually recent,
+so the D = 0 slide catches them anyway), changed persona settings, and history
+crossing the load horizon below.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from datetime import datetime, timedelta
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import pandas as pd
+from django.db import connection, transaction
+from django.db.models import Max, Q
+from django.utils import timezone
+
+from ml.personas import SEGMENTS, WINDOWS_DAYS, assign_segments, compute_personas
+
+from . import bulk
+from .models import Activity, ActivityKind, Item, Persona, PersonaSettings
+
+CUSTOMER_CHUNK = 20_000
+SEGMENT_CHUNK = 5_000
+#: Activity older than this many half-lives (weight < 1/1000 of a fresh one) is not loaded.
+HISTORY_HALF_LIVES = 10
+KIND_LABELS = {kind.value: kind.label for kind in ActivityKind}
+
+Progress = Callable[[float, str], None]
+
+
+def build_personas(full: bool = False, as_of: datetime | None = None, progress: Progress | None = None) -> dict:
+    """Rebuild the personas that changed (all of them when `full`), then re-segment everyone.
+
+    Without a previous build an incremental build is a full one. Safe to retry: it
+    recomputes from activity and upserts, and only advances `last_activity_id` at
+    the end. `progress(fraction, message)` is called as it goes.
+    """
+    started = time.monotonic()
+    report = progress or (lambda fraction, message: None)
+    settings = PersonaSettings.load()
+    as_of = _aware(as_of or timezone.now())
+    # Snapshot first: activity arriving during the build is picked up by the next one.
+    last_activity_id = Activity.objects.aggregate(last=Max("id"))["last"] or 0
+    full = full or settings.last_built_at is None
+
+    report(0.0, "Finding the customers to rebuild")
+    customers = _all_customers() if full else _changed_customers(settings, as_of)
+    rebuilt = 0
+    if customers:
+        report(0.02, "Loading the catalogue")
+        items = _item_attributes()
+        horizon = as_of - timedelta(days=HISTORY_HALF_LIVES * settings.half_life_days)
+        chunks = list(_chunks(customers, CUSTOMER_CHUNK))
+        for number, chunk in enumerate(chunks, start=1):
+            activities = _activities(chunk, items, since=horizon, until=as_of)
+            personas = compute_personas(
+                activities,
+                as_of=pd.Timestamp(as_of),
+                kind_weights=settings.weights(),
+                half_life_days=settings.half_life_days,
+                top_n=settings.top_n,
+                customers=chunk,
+            )
+            _fill_last_active(personas, until=as_of)
+            with transaction.atomic():
+                rebuilt += bulk.upsert(Persona, _persona_rows(personas, as_of), conflict="customer", update=_UPDATED)
+            report(0.05 + 0.85 * number / len(chunks), f"Rebuilt {rebuilt:,} of {len(customers):,} personas")
+
+    report(0.92, "Assigning value segments")
+    segments = refresh_segments(settings)
+    settings.last_built_at = as_of
+    settings.last_activity_id = max(settings.last_activity_id, last_activity_id)
+    settings.save(update_fields=["last_built_at", "last_activity_id"])
+    report(1.0, f"Rebuilt {rebuilt:,} personas")
+    return {
+        "full": full,
+        "as_of": as_of.isoformat(),
+        "customers_rebuilt": rebuilt,
+        "segments": segments["counts"],
+        "segments_changed": segments["changed"],
+        "last_activity_id": settings.last_activity_id,
+        "seconds": round(time.monotonic() - started, 3),
+    }
+
+
+def refresh_segments(settings: PersonaSettings | None = None) -> dict:
+    """Re-rank every persona into loyal / active / casual and write only the changes.
+
+    Segments are relative to the whole base (shares of total revenue), so they
+    are recomputed for everyone after any rebuild. Returns {"counts": {segment: n},
+    "changed": n}.
+    """
+    settings = settings or PersonaSettings.load()
+    table = connection.ops.quote_name(Persona._meta.db_table)
+    with connection.cursor() as cursor:
+        # Ordered by customer id: the tie-break of assign_segments is the position.
+        cursor.execute(
+            f"SELECT customer_id, purchases_90d, CAST(spend_90d AS DOUBLE PRECISION), segment FROM {table} ORDER BY customer_id"
+        )
+        rows = cursor.fetchall()
+    frame = pd.DataFrame(rows, columns=["customer_id", "purchases", "spend", "segment"])
+    labels = assign_segments(
+        frame["purchases"].to_numpy(dtype=np.float64),
+        frame["spend"].to_numpy(dtype=np.float64, na_value=0.0),
+        loyal_share=settings.loyal_revenue_share,
+        active_share=settings.active_revenue_share,
+    )
+    changed = labels != frame["segment"].to_numpy(dtype=object)
+    ids = frame["customer_id"].to_numpy()
+    with transaction.atomic():
+        for label in SEGMENTS:
+            for part in _chunks(ids[changed & (labels == label)].tolist(), SEGMENT_CHUNK):
+                Persona.objects.filter(customer_id__in=part).update(segment=label)
+    counts = {label: int((labels == label).sum()) for label in SEGMENTS}
+    return {"counts": counts, "changed": int(changed.sum())}
+
+
+# Everything but the key and the segment (kept on update, 'casual' for a new row
+# until refresh_segments ranks it: the column has no database default).
+_UPDATED = [
+    "artists", "genres", "languages", "moods", "top_artist", "top_genre", "top_language", "top_mood",
+    *[f"plays_{d}d" for d in WINDOWS_DAYS], *[f"activities_{d}d" for d in WINDOWS_DAYS],
+    "purchases_90d", "spend_90d", "last_active_at", "as_of",
+]  # fmt: skip
+
+
+def _persona_rows(personas: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
+    rows = personas.rename(columns={"customer_id": "customer"})
+    rows["as_of"] = pd.Series(pd.Timestamp(as_of), index=rows.index, dtype="datetime64[us, UTC]")
+    rows["segment"] = Persona._meta.get_field("segment").default
+    return rows
+
+
+def _all_customers() -> list[int]:
+    """Everyone with activity, plus personas whose customer has none left (they are reset)."""
+    with_activity = Activity.objects.values_list("customer_id", flat=True).distinct()
+    with_persona = Persona.objects.values_list("customer_id", flat=True)
+    return sorted(set(with_activity) | set(with_persona))
+
+
+def _changed_customers(settings: PersonaSettings, as_of: datetime) -> list[int]:
+    """Customers with new activity, or with activity entering or leaving a window since the last build."""
+    since = settings.last_built_at
+    changed = Q(id__gt=settings.last_activity_id)
+    for days in (0, *WINDOWS_DAYS):
+        shift = timedelta(days=days)
+        changed |= Q(occurred_at__gt=since - shift, occurred_at__lte=as_of - shift)
+    return sorted(set(Activity.objects.filter(changed).values_list("customer_id", flat=True).distinct()))
+
+
+def _item_attributes() -> pd.DataFrame:
+    """The catalogue's taste attributes by item id, read once per build."""
+    rows = Item.objects.order_by().values_list("id", "artist", "genres", "language", "moods")
+    items = pd.DataFrame(list(rows), columns=["id", "artist", "genres", "language", "moods"]).set_index("id")
+    # One row for "no such item" at the end, for activity without (or with a deleted) item.
+    blank = pd.DataFrame({"artist": [""], "genres": [[]], "language": [""], "moods": [[]]}, index=[-1])
+    return pd.concat([items, blank])
+
+
+def _activities(customers: list[int], items: pd.DataFrame, *, since: datetime, until: datetime) -> pd.DataFrame:
+    """The customers' activity in (since, until] with their items' attributes, in one query."""
+    frame = _read_activities(customers, since, until)
+    frame["kind"] = frame["kind"].map(KIND_LABELS).astype("category")
+    position = items.index.get_indexer(frame["item_id"].fillna(-1).astype(np.int64))
+    position[position < 0] = len(items) - 1
+    attributes = items.iloc[position].reset_index(drop=True)
+    attributes.index = frame.index
+    return pd.concat([frame, attributes], axis=1)
+
+
+_COLUMNS = ["customer_id", "item_id", "kind", "quantity", "value", "occurred_at"]
+
+
+def _read_activities(customers: Iterable[int], since: datetime, until: datetime) -> pd.DataFrame:
+    """Raw rows as a DataFrame: COPY … TO STDOUT on PostgreSQL, one fetchall on SQLite."""
+    table = connection.ops.quote_name(Activity._meta.db_table)
+    ids = ",".join(str(int(c)) for c in customers)  # integers, so inlining them is safe
+    where = f"customer_id IN ({ids}) AND occurred_at > %s AND occurred_at <= %s"
+    if connection.vendor == "postgresql":
+        sql = f"COPY (SELECT customer_id, item_id, kind, quantity, value, occurred_at FROM {table} WHERE {where}) TO STDOUT WITH (FORMAT csv)"
+        buffer = io.BytesIO()
+        with connection.cursor() as cursor:
+            with cursor.cursor.copy(sql, (since, until)) as copy:
+                for block in copy:
+                    buffer.write(block)
+        buffer.seek(0)
+        frame = pd.read_csv(
+            buffer, names=_COLUMNS, header=None,
+            dtype={"customer_id": "int64", "item_id": "float64", "kind": "int64", "quantity": "float64", "value": "float64", "occurred_at": "str"},
+        )  # fmt: skip
+    else:
+        adapt = connection.ops.adapt_datetimefield_value
+        # CAST keeps sqlite3 from parsing every timestamp into a Python datetime.
+        sql = f"SELECT customer_id, item_id, kind, quantity, CAST(value AS REAL), CAST(occurred_at AS TEXT) FROM {table} WHERE {where}"
+        with connection.cursor() as cursor:
+            cursor.execute(sql, [adapt(since), adapt(until)])
+            frame = pd.DataFrame(cursor.fetchall(), columns=_COLUMNS)
+        frame = frame.astype({"customer_id": "int64", "item_id": "float64", "kind": "int64", "quantity": "float64", "value": "float64"})
+    frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True, format="ISO8601")
+    return frame
+
+
+def _fill_last_active(personas: pd.DataFrame, *, until: datetime) -> None:
+    """last_active_at for customers whose activity all lies beyond the load horizon."""
+    missing = personas.loc[personas["last_active_at"].isna(), "customer_id"].tolist()
+    found: dict[int, datetime] = {}
+    for part in _chunks(missing, SEGMENT_CHUNK):
+        rows = (
+            Activity.objects.filter(customer_id__in=part, occurred_at__lte=until)
+            .values("customer_id")
+            .annotate(last=Max("occurred_at"))
+            .values_list("customer_id", "last")
+        )
+        found.update(rows)
+    if found:
+        filled = pd.to_datetime(personas["customer_id"].map(found), utc=True)
+        personas["last_active_at"] = personas["last_active_at"].fillna(filled)
+
+
+def _aware(moment) -> datetime:
+    stamp = pd.Timestamp(moment)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    return stamp.to_pydatetime()
+
+
+def _chunks(values: list, size: int) -> Iterator[list]:
+    for start in range(0, len(values), size):
+        yield values[start : start + size]

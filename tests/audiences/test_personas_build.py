@@ -1,0 +1,203 @@
+"""Building personas in the database: the numbers, incremental rebuilds, segments.
+
+The cast: lena plays K-pop and bought merch once; omar buys (a subscription and
+merch) but only skips music; pia has done nothing yet.
+"""
+
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from itertools import count
+
+import pytest
+
+from audiences.models import Activity, ActivityKind, Customer, Item, ItemKind, Persona, PersonaSettings
+from audiences.personas import build_personas
+
+T0 = datetime(2024, 6, 1, 12, 0, tzinfo=timezone.utc)
+keys = count(1)
+
+
+def act(customer, kind, at, item=None, value="0"):
+    return Activity.objects.create(
+        key=next(keys), customer=customer, item=item, kind=kind, occurred_at=at, value=Decimal(value)
+    )
+
+
+@pytest.fixture
+def cast(db):
+    lena = Customer.objects.create(external_id="lena")
+    omar = Customer.objects.create(external_id="omar")
+    pia = Customer.objects.create(external_id="pia")
+    kpop = Item.objects.create(
+        external_id="t1", title="Maniac", artist="Stray Kids", genres=["k-pop", "pop"], language="ko", moods=["happy"]
+    )
+    rap = Item.objects.create(
+        external_id="t2", title="HUMBLE.", artist="Kendrick Lamar", genres=["hip-hop"], language="en", moods=["dark"]
+    )
+    merch = Item.objects.create(external_id="p1", kind=ItemKind.PRODUCT, title="Tour hoodie", artist="Stray Kids")
+    act(lena, ActivityKind.PLAY, T0 - timedelta(days=1), kpop)  # weight 1
+    act(lena, ActivityKind.PLAY, T0 - timedelta(days=31), rap)  # one half-life older: 0.5
+    act(lena, ActivityKind.PURCHASE, T0 - timedelta(days=1), merch, "20.00")  # weight 4
+    act(omar, ActivityKind.SUBSCRIBE, T0 - timedelta(days=2), None, "9.99")  # weighs 0
+    act(omar, ActivityKind.PURCHASE, T0 - timedelta(days=10), merch, "40.00")
+    act(omar, ActivityKind.SKIP, T0 - timedelta(hours=1), kpop)  # weighs 0
+    return {"lena": lena, "omar": omar, "pia": pia, "kpop": kpop, "rap": rap, "merch": merch}
+
+
+def persona(customer) -> Persona:
+    return Persona.objects.get(customer=customer)
+
+
+def numbers(p: Persona) -> dict:
+    """Everything a build computes (as_of says when, not what)."""
+    return {f.name: getattr(p, f.name) for f in Persona._meta.concrete_fields if f.name != "as_of"}
+
+
+def test_it_builds_decayed_shares_window_counts_and_spend(cast):
+    summary = build_personas(as_of=T0)
+
+    assert summary["full"] is True
+    assert summary["customers_rebuilt"] == 2
+    lena = persona(cast["lena"])
+    # Stray Kids 1 + 4, Kendrick Lamar 0.5
+    assert lena.artists == {"Stray Kids": 0.9091, "Kendrick Lamar": 0.0909}
+    # the hoodie has no genres: k-pop 0.5, pop 0.5, hip-hop 0.5
+    assert lena.genres == {"hip-hop": 0.3333, "k-pop": 0.3333, "pop": 0.3333}
+    assert lena.languages == {"ko": 0.6667, "en": 0.3333}
+    assert lena.moods == {"happy": 0.6667, "dark": 0.3333}
+    assert (lena.top_artist, lena.top_genre, lena.top_language, lena.top_mood) == ("Stray Kids", "hip-hop", "ko", "happy")
+    assert (lena.plays_7d, lena.plays_30d, lena.plays_90d) == (1, 1, 2)
+    assert (lena.activities_7d, lena.activities_30d, lena.activities_90d) == (2, 2, 3)
+    assert (lena.purchases_90d, lena.spend_90d) == (1, Decimal("20.00"))
+    assert lena.last_active_at == T0 - timedelta(days=1)
+    assert lena.as_of == T0
+
+    omar = persona(cast["omar"])
+    assert omar.artists == {"Stray Kids": 1.0}
+    assert (omar.genres, omar.top_genre, omar.languages, omar.moods) == ({}, "", {}, {})
+    assert (omar.plays_90d, omar.activities_7d, omar.activities_30d) == (0, 2, 3)
+    assert (omar.purchases_90d, omar.spend_90d) == (2, Decimal("49.99"))
+    assert omar.last_active_at == T0 - timedelta(hours=1)
+
+    assert not Persona.objects.filter(customer=cast["pia"]).exists()
+
+
+def test_it_segments_by_frequency_and_share_of_revenue(cast):
+    summary = build_personas(as_of=T0)
+
+    # omar (2 purchases) brings 49.99 of 69.99; lena starts at 71 % of revenue
+    assert persona(cast["omar"]).segment == "loyal"
+    assert persona(cast["lena"]).segment == "active"
+    assert summary["segments"] == {"loyal": 1, "active": 1, "casual": 0}
+
+
+def test_it_remembers_what_it_built(cast):
+    build_personas(as_of=T0)
+
+    settings = PersonaSettings.load()
+    assert settings.last_built_at == T0
+    assert settings.last_activity_id == Activity.objects.order_by("-id").first().id
+
+
+def test_an_incremental_build_rebuilds_only_customers_with_new_activity(cast):
+    build_personas(as_of=T0)
+    lena_before = numbers(persona(cast["lena"]))
+    new = act(cast["pia"], ActivityKind.PLAY, T0 + timedelta(minutes=30), cast["rap"])
+
+    summary = build_personas(as_of=T0 + timedelta(hours=1))
+
+    assert summary["full"] is False
+    assert summary["customers_rebuilt"] == 1
+    assert PersonaSettings.load().last_activity_id == new.id
+    pia = persona(cast["pia"])
+    assert (pia.artists, pia.plays_7d, pia.as_of) == ({"Kendrick Lamar": 1.0}, 1, T0 + timedelta(hours=1))
+    assert persona(cast["lena"]).as_of == T0  # untouched
+    assert numbers(persona(cast["lena"])) == lena_before
+    assert persona(cast["omar"]).as_of == T0
+
+
+def test_an_incremental_build_rebuilds_customers_whose_activity_left_a_window(cast):
+    build_personas(as_of=T0)
+    later = T0 + timedelta(days=5)  # omar's subscription of T0-2d turns 7 days old; lena's activity stays put
+
+    summary = build_personas(as_of=later)
+
+    assert summary["customers_rebuilt"] == 1
+    omar = persona(cast["omar"])
+    assert (omar.activities_7d, omar.activities_30d, omar.as_of) == (1, 3, later)
+    assert (omar.purchases_90d, omar.spend_90d) == (2, Decimal("49.99"))
+    assert persona(cast["lena"]).as_of == T0
+
+
+def test_an_incremental_build_picks_up_activity_dated_after_the_last_build(cast):
+    ahead = act(cast["pia"], ActivityKind.PLAY, T0 + timedelta(days=2), cast["kpop"])
+    build_personas(as_of=T0)  # pia's play lies in the future: her persona is empty
+    assert persona(cast["pia"]).plays_7d == 0
+
+    summary = build_personas(as_of=T0 + timedelta(days=3))
+
+    assert PersonaSettings.load().last_activity_id == ahead.id
+    assert summary["customers_rebuilt"] == 1
+    assert (persona(cast["pia"]).plays_7d, persona(cast["pia"]).top_artist) == (1, "Stray Kids")
+
+
+def test_a_full_rebuild_gives_the_same_numbers_as_incremental_builds(cast):
+    build_personas(as_of=T0)
+    act(cast["pia"], ActivityKind.FAVOURITE, T0 + timedelta(days=1), cast["kpop"])
+    act(cast["lena"], ActivityKind.PLAY, T0 + timedelta(days=2), cast["rap"])
+    for days in (3, 8, 40):
+        build_personas(as_of=T0 + timedelta(days=days))
+    incremental = {p.customer_id: numbers(p) for p in Persona.objects.all()}
+
+    summary = build_personas(full=True, as_of=T0 + timedelta(days=40))
+
+    assert summary["customers_rebuilt"] == 3
+    assert {p.customer_id: numbers(p) for p in Persona.objects.all()} == incremental
+    # and they did move: lena's plays of T0-1d and T0+2d are now 41 and 38 days old
+    assert (incremental[cast["lena"].pk]["plays_30d"], incremental[cast["lena"].pk]["plays_90d"]) == (0, 3)
+
+
+def test_a_full_rebuild_resets_personas_whose_activity_is_gone(cast):
+    build_personas(as_of=T0)
+    Activity.objects.filter(customer=cast["omar"]).delete()
+
+    build_personas(full=True, as_of=T0)
+
+    omar = persona(cast["omar"])
+    assert (omar.artists, omar.top_artist, omar.activities_90d, omar.purchases_90d) == ({}, "", 0, 0)
+    assert (omar.spend_90d, omar.last_active_at, omar.segment) == (Decimal("0"), None, "casual")
+    assert persona(cast["lena"]).segment == "loyal"  # now all the revenue
+
+
+def test_activity_beyond_the_history_horizon_only_sets_last_active_at(cast):
+    # 10 half-lives of 30 days: 300 days
+    act(cast["pia"], ActivityKind.PLAY, T0 - timedelta(days=301), cast["kpop"])
+
+    build_personas(as_of=T0)
+
+    pia = persona(cast["pia"])
+    assert (pia.artists, pia.plays_90d, pia.last_active_at) == ({}, 0, T0 - timedelta(days=301))
+
+
+def test_it_follows_the_persona_settings(cast):
+    settings = PersonaSettings.load()
+    settings.half_life_days = 15.0
+    settings.top_n = 1
+    settings.kind_weights = {"purchase": 0.0}
+    settings.save()
+
+    build_personas(as_of=T0)
+
+    # plays only: 1 against 0.25 (two half-lives), then cut to the top one
+    assert persona(cast["lena"]).artists == {"Stray Kids": 0.8}
+    assert persona(cast["lena"]).languages == {"ko": 0.8}
+
+
+def test_it_reports_progress_up_to_done(cast):
+    seen = []
+
+    build_personas(as_of=T0, progress=lambda fraction, message: seen.append((fraction, message)))
+
+    fractions = [f for f, _ in seen]
+    assert fractions == sorted(fractions)
+    assert seen[-1] == (1.0, "Rebuilt 2 personas")
