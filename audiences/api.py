@@ -100,7 +100,7 @@ def load_batch(kind: str, items) -> tuple[dict, int]:
             continue
         rows.append({k: _cell(v) for k, v in item.items()})
     bad_index = {r["index"] for r in rejected}
-    frame = pd.DataFrame(rows, columns=sorted(known)).fillna("").astype(str)
+    frame = pd.DataFrame(rows, columns=sorted(known), dtype=object).fillna("").astype(str)
     frame.index = pd.RangeIndex(2, 2 + len(frame))  # spreadsheet-style rows, as in file imports
     frame = frame.drop(index=[i + 2 for i in bad_index])
     mapping = {name: name for name in known}

@@ -34,6 +34,8 @@ def _column_values(field: models.Field, series: pd.Series, vendor: str) -> pd.Se
         return _sqlite_datetime(series)
     if isinstance(field, models.DateField):
         return series.dt.strftime("%Y-%m-%d")
+    if isinstance(field, models.IntegerField) and series.dtype.kind == "f":
+        return series.astype("Int64")  # 1950.0 would not cast to smallint
     if isinstance(field, models.BooleanField):
         return series.astype("boolean").map({True: "t", False: "f"} if vendor == "postgresql" else {True: 1, False: 0})
     return series

@@ -3,6 +3,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from config.views import healthz
+
 from rest_framework.permissions import IsAuthenticated
 from audiences import urls as audiences_urls
 from marketing import urls as marketing_urls
@@ -25,5 +27,7 @@ urlpatterns = [
     path("team/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(audiences_urls.api_urls)),
+    path("healthz", healthz, name="healthz"),
     path("api/v1/schema", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="api-schema"),
 ]
+

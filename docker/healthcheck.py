@@ -3,7 +3,7 @@
 The role comes from ENCORE_ROLE when set, else from /tmp/encore-role, which
 docker/entrypoint.sh writes when it starts a role.
 
-- web:    GET /admin/login/ on the local gunicorn must answer 200. The Host header is
+- web:    GET /healthz on the local gunicorn must answer 200. The Host header is
           the first ALLOWED_HOSTS entry (Django answers 400 to any other), and
           X-Forwarded-Proto: https keeps SECURE_SSL_REDIRECT from answering 301.
 - worker: the local Celery node must answer a broadcast ping (Redis/AMQP brokers only;
@@ -49,7 +49,7 @@ def check_web() -> int:
     try:
         connection.request(
             "GET",
-            "/admin/login/",
+            "/healthz",
             headers={"Host": host_header(), "X-Forwarded-Proto": "https", "User-Agent": "encore-healthcheck"},
         )
         status = connection.getresponse().status
@@ -59,7 +59,7 @@ def check_web() -> int:
     finally:
         connection.close()
     if status != 200:
-        print(f"web: /admin/login/ answered {status}", file=sys.stderr)
+        print(f"web: /healthz answered {status}", file=sys.stderr)
         return 1
     return 0
 

@@ -35,7 +35,7 @@ PAGES = {
     "team:client_revoke": ("client", ADMIN, {"POST"}),
 }
 # Served by Django itself or checked elsewhere (API tests, auth views).
-OTHERS = {"login", "logout", "password_change", "password_change_done", "api-schema", "api-customers",
+OTHERS = {"healthz", "login", "logout", "password_change", "password_change_done", "api-schema", "api-customers",
           "api-customer", "api-items", "api-activities", "api-job"}
 
 

@@ -1,0 +1,60 @@
+"""Start-up behaviour: settings from the environment, deploy checks, and a light web process."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run_python(code: str, **env) -> subprocess.CompletedProcess:
+    base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"}}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120)
+
+
+SETUP = "import django, os; os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'config.settings'); django.setup();"
+
+
+def test_importing_the_web_urls_loads_neither_torch_nor_xgboost():
+    result = run_python(SETUP + "import sys, config.urls; print(sorted(m for m in ('torch', 'xgboost', 'sklearn') if m in sys.modules))",
+                        DEBUG="true")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_check_deploy_is_clean_with_production_settings():
+    result = subprocess.run(
+        [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT, capture_output=True, text=True,
+        env={**os.environ, "DEBUG": "false", "SECRET_KEY": "x" * 30 + "-a-long-production-secret-for-the-check",
+             "ALLOWED_HOSTS": "encore.example.com"}, timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "no issues" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("env,message", [
+    ({"DEBUG": "false"}, "SECRET_KEY is required when DEBUG is off"),
+    ({"DEBUG": "false", "SECRET_KEY": "short"}, "SECRET_KEY must be at least 50 characters"),
+    ({"DEBUG": "false", "SECRET_KEY": "k" * 60}, "ALLOWED_HOSTS is required"),
+    ({"DEBUG": "maybe"}, "DEBUG='maybe' is not a boolean"),
+    ({"DEBUG": "true", "DATABASE_URL": "mysql://root@localhost/encore"}, "DATABASE_URL must name PostgreSQL or SQLite"),
+    ({"DEBUG": "true", "DATABASE_URL": "nonsense"}, "DATABASE_URL='nonsense' is not a valid database URL"),
+    ({"DEBUG": "true", "CELERY_BROKER_URL": "kafka://x"}, "CELERY_BROKER_URL='kafka://x'"),
+    ({"DEBUG": "true", "REDIS_URL": "localhost:6379"}, "REDIS_URL='localhost:6379' must start with redis://"),
+    ({"DEBUG": "true", "DB_CONN_MAX_AGE": "-1"}, "DB_CONN_MAX_AGE=-1 must be at least 0"),
+])
+def test_bad_settings_stop_start_up_with_a_message_naming_the_variable(env, message):
+    result = run_python(SETUP, **env)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_redis_and_postgres_are_chosen_by_environment_alone():
+    result = run_python(
+        SETUP + "from django.conf import settings as s; print(s.DATABASES['default']['ENGINE'], s.CACHES['default']['BACKEND'], s.CELERY_BROKER_URL)",
+        DEBUG="true", DATABASE_URL="postgres://u@db:5432/encore", REDIS_URL="redis://cache:6379/1", CELERY_BROKER_URL="redis://cache:6379/0",
+    )
+    assert result.stdout.split() == ["django.db.backends.postgresql", "django.core.cache.backends.redis.RedisCache", "redis://cache:6379/0"]
