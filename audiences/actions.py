@@ -39,7 +39,7 @@ def receive_upload(upload: UploadedFile, kind: str, *, by) -> DataImport:
 
 
 @transaction.atomic
-def queue_import(data_import: DataImport, mapping: dict[str, str], *, by) -> Job:
+def queue_import(data_import: DataImport, mapping: dict[str, str], *, by, keep_extra: bool = True) -> Job:
     """Fix the mapping and hand the file to a worker; the job row shows its progress."""
     errors = imports.check_mapping(data_import.kind, mapping, data_import.columns)
     if errors:
@@ -48,9 +48,10 @@ def queue_import(data_import: DataImport, mapping: dict[str, str], *, by) -> Job
 
     job = Job.objects.create(kind="import", title=f"Import {data_import.get_kind_display().lower()} from {data_import.original_name}", created_by=by)
     data_import.mapping = {k: v for k, v in mapping.items() if v}
+    data_import.keep_extra = keep_extra
     data_import.job = job
     data_import.status = DataImport.Status.QUEUED
-    data_import.save(update_fields=["mapping", "job", "status"])
+    data_import.save(update_fields=["mapping", "keep_extra", "job", "status"])
     enqueue(run_import, job, data_import.pk)
     return job
 

@@ -233,6 +233,7 @@ class DataImport(models.Model):
     columns = models.JSONField(default=list, help_text="Columns found in the file")
     preview = models.JSONField(default=list, help_text="First rows, for the mapping page")
     mapping = models.JSONField(default=dict, help_text="Target field -> source column")
+    keep_extra = models.BooleanField(default=True, help_text="Store unmapped columns as attributes")
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.MAPPING)
     job = models.OneToOneField(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="data_import")
     rows_total = models.PositiveIntegerField(default=0)
@@ -249,3 +250,12 @@ class DataImport(models.Model):
 
     def __str__(self) -> str:
         return f"{self.get_kind_display()} from {self.original_name}"
+
+    @property
+    def rows_updated(self) -> int:
+        """Good rows that changed an existing record (a file repeating an id counts each repeat)."""
+        return max(self.rows_ok - self.rows_created, 0)
+
+    @property
+    def loaded_summary(self) -> str:
+        return f"{self.rows_created:,} new · {self.rows_updated:,} updated"

@@ -19,7 +19,7 @@ def run_import(job_id: int, import_id: int) -> None:
     DataImport.objects.filter(pk=import_id).update(status=DataImport.Status.RUNNING)
     try:
         with running(job_id) as job:
-            imports.run_import(data_import, progress=job.report)
+            imports.run_import(data_import, progress=job.report, keep_extra=data_import.keep_extra)
             job.result = {
                 "rows": data_import.rows_total,
                 "ok": data_import.rows_ok,

@@ -230,7 +230,8 @@ def _start_import(request, data_import: DataImport):
     form = MappingForm(request.POST, data_import=data_import)
     if form.is_valid():
         try:
-            actions.queue_import(data_import, form.mapping(), by=request.user)
+            actions.queue_import(data_import, form.mapping(), by=request.user,
+                                 keep_extra=form.cleaned_data.get("keep_extra", False))
         except ValueError as exc:
             for name, reason in exc.args[0].items():
                 form.add_error(name if name in form.fields else None, reason)
