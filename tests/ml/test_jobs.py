@@ -1,0 +1,62 @@
+"""Jobs record progress, failures and retries; the Jobs page polls only while something runs."""
+
+import pytest
+from django.urls import reverse
+
+from ml.models import Job, running
+
+
+def test_running_marks_success_and_full_progress(db):
+    job = Job.objects.create(kind="t", title="T")
+    with running(job.pk) as tracked:
+        tracked.report(0.4, "40 of 100")
+        assert Job.objects.get(pk=job.pk).message == "40 of 100"
+        tracked.result = {"rows": 100}
+    job.refresh_from_db()
+    assert (job.status, job.progress, job.result, job.attempts) == ("succeeded", 1.0, {"rows": 100}, 1)
+    assert job.finished_at >= job.started_at
+
+
+def test_a_failure_is_recorded_with_its_error_and_reraised(db):
+    job = Job.objects.create(kind="t", title="T")
+    with pytest.raises(ZeroDivisionError):
+        with running(job.pk):
+            1 / 0
+    job.refresh_from_db()
+    assert job.status == "failed" and job.error == "ZeroDivisionError: division by zero"
+    assert "Traceback" in job.result["traceback"]
+
+
+def test_a_retry_counts_as_another_attempt(db):
+    job = Job.objects.create(kind="t", title="T")
+    for _ in range(2):
+        with running(job.pk):
+            pass
+    job.refresh_from_db()
+    assert job.attempts == 2
+
+
+def test_progress_is_clamped_between_0_and_1(db):
+    job = Job.objects.create(kind="t", title="T")
+    job.report(7, "")
+    assert Job.objects.get(pk=job.pk).progress == 1.0
+    job.report(-1, "")
+    assert Job.objects.get(pk=job.pk).progress == 0.0
+
+
+def test_the_jobs_table_polls_while_a_job_runs_and_stops_after(client, ann):
+    job = Job.objects.create(kind="import", title="Import customers", status=Job.Status.RUNNING, progress=0.25)
+    client.force_login(ann)
+    partial = client.get(reverse("jobs:list"), HTTP_HX_REQUEST="true").content.decode()
+    assert 'hx-trigger="every 2s"' in partial and "25%" in partial and "<html" not in partial
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.SUCCEEDED, progress=1.0)
+    partial = client.get(reverse("jobs:list"), HTTP_HX_REQUEST="true").content.decode()
+    assert "hx-trigger" not in partial and "100%" in partial
+
+
+def test_the_jobs_page_filters_by_status_and_shows_errors(client, ann):
+    Job.objects.create(kind="import", title="Good", status=Job.Status.SUCCEEDED)
+    Job.objects.create(kind="import", title="Broken", status=Job.Status.FAILED, error="ValueError: bad file")
+    client.force_login(ann)
+    page = client.get(reverse("jobs:list") + "?status=failed").content.decode()
+    assert "Broken" in page and "ValueError: bad file" in page and "Good" not in page
