@@ -175,14 +175,16 @@ class Persona(models.Model):
 class PersonaSettings(models.Model):
     """The one row of persona parameters, editable by marketers."""
 
-    half_life_days = models.FloatField(default=30.0, help_text="Engagement loses half its weight after this many days.")
+    half_life_days = models.FloatField("half-life (days)", default=30.0, help_text="Engagement loses half its weight after this many days.")
     loyal_revenue_share = models.FloatField(
+        "loyal share of revenue",
         default=0.55, help_text="The most frequent buyers who bring this share of revenue are Loyal."
     )
     active_revenue_share = models.FloatField(
+        "active share of revenue",
         default=0.25, help_text="The next buyers who bring this further share of revenue are Active."
     )
-    top_n = models.PositiveSmallIntegerField(default=10, help_text="Preferences kept per dimension.")
+    top_n = models.PositiveSmallIntegerField("preferences kept", default=10, help_text="Top artists, genres, languages and moods kept per customer.")
     kind_weights = models.JSONField(default=dict, blank=True, help_text="Weight of each activity kind.")
     last_built_at = models.DateTimeField(null=True, blank=True)
     last_activity_id = models.BigIntegerField(default=0, help_text="Activities up to this id are in the personas.")

@@ -3,17 +3,22 @@
 The numbers come from `ml.personas` (pure pandas); this module decides who to
 rebuild, feeds it, and writes Persona rows with `bulk.upsert`.
 
+Only the last HISTORY_HALF_LIVES half-lives of activity are loaded (older rows
+weigh under 1/1000 of a fresh one, and no window reaches that far back);
+last_active_at still comes from the whole history.
+
 Who changes between two builds? Preference shares are ratios of one customer's
 decayed weights, and time scales all of them by the same factor, so shares only
-move when the customer's activity does. Window counts move when an activity
-enters a window (new, or dated after the last build) or leaves one (turns 7, 30
-or 90 days old). An incremental build therefore rebuilds exactly the customers
-with an activity newer than `last_activity_id`, or with an activity whose
-`occurred_at` lies in (last_built_at − D, as_of − D] for D in 0, 7, 30, 90. The
-nightly full build covers what this can't see: deleted activities, rows that
-committed late under an id already passed (their occurred_at is usually recent,
-so the D = 0 slide catches them anyway), changed persona settings, and history
-crossing the load horizon below.
+move when the customer's loaded activity does. Window counts move when an
+activity enters a window (new, or dated after the last build) or leaves one
+(turns 7, 30 or 90 days old); the load horizon is one more window. An
+incremental build therefore rebuilds exactly the customers with an activity
+newer than `last_activity_id`, or with an activity whose `occurred_at` lies in
+(last_built_at − D, as_of − D] for D in 0, 7, 30, 90 and the horizon, and gives
+the same personas as a full build. The nightly full build covers what this
+can't see: deleted activities, rows that committed late under an id already
+passed (their occurred_at is usually recent, so the D = 0 slide catches them
+anyway) and changed persona settings.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ from django.utils import timezone
 from ml.personas import SEGMENTS, WINDOWS_DAYS, assign_segments, compute_personas
 
 from . import bulk
-from .models import Activity, ActivityKind, Item, Persona, PersonaSettings
+from .models import Activity, ActivityKind, Item, Persona, PersonaSettings, Segment
 
 CUSTOMER_CHUNK = 20_000
 SEGMENT_CHUNK = 5_000
@@ -59,15 +64,15 @@ def build_personas(full: bool = False, as_of: datetime | None = None, progress: 
     full = full or settings.last_built_at is None
 
     report(0.0, "Finding the customers to rebuild")
-    customers = _all_customers() if full else _changed_customers(settings, as_of)
+    horizon_days = HISTORY_HALF_LIVES * settings.half_life_days
+    customers = _all_customers() if full else _changed_customers(settings, as_of, horizon_days)
     rebuilt = 0
     if customers:
-        report(0.02, "Loading the catalogue")
-        items = _item_attributes()
-        horizon = as_of - timedelta(days=HISTORY_HALF_LIVES * settings.half_life_days)
+        catalogue = _Catalogue()
+        horizon = as_of - timedelta(days=horizon_days)
         chunks = list(_chunks(customers, CUSTOMER_CHUNK))
         for number, chunk in enumerate(chunks, start=1):
-            activities = _activities(chunk, items, since=horizon, until=as_of)
+            activities = _activities(chunk, catalogue, since=horizon, until=as_of)
             personas = compute_personas(
                 activities,
                 as_of=pd.Timestamp(as_of),
@@ -79,7 +84,7 @@ def build_personas(full: bool = False, as_of: datetime | None = None, progress: 
             _fill_last_active(personas, until=as_of)
             with transaction.atomic():
                 rebuilt += bulk.upsert(Persona, _persona_rows(personas, as_of), conflict="customer", update=_UPDATED)
-            report(0.05 + 0.85 * number / len(chunks), f"Rebuilt {rebuilt:,} of {len(customers):,} personas")
+            report(0.02 + 0.88 * number / len(chunks), f"Rebuilt {rebuilt:,} of {len(customers):,} personas")
 
     report(0.92, "Assigning value segments")
     segments = refresh_segments(settings)
@@ -142,7 +147,7 @@ _UPDATED = [
 def _persona_rows(personas: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
     rows = personas.rename(columns={"customer_id": "customer"})
     rows["as_of"] = pd.Series(pd.Timestamp(as_of), index=rows.index, dtype="datetime64[us, UTC]")
-    rows["segment"] = Persona._meta.get_field("segment").default
+    rows["segment"] = Segment.CASUAL.value
     return rows
 
 
@@ -153,34 +158,51 @@ def _all_customers() -> list[int]:
     return sorted(set(with_activity) | set(with_persona))
 
 
-def _changed_customers(settings: PersonaSettings, as_of: datetime) -> list[int]:
+def _changed_customers(settings: PersonaSettings, as_of: datetime, horizon_days: float) -> list[int]:
     """Customers with new activity, or with activity entering or leaving a window since the last build."""
     since = settings.last_built_at
     changed = Q(id__gt=settings.last_activity_id)
-    for days in (0, *WINDOWS_DAYS):
+    for days in (0, *WINDOWS_DAYS, horizon_days):
         shift = timedelta(days=days)
         changed |= Q(occurred_at__gt=since - shift, occurred_at__lte=as_of - shift)
     return sorted(set(Activity.objects.filter(changed).values_list("customer_id", flat=True).distinct()))
 
 
-def _item_attributes() -> pd.DataFrame:
-    """The catalogue's taste attributes by item id, read once per build."""
-    rows = Item.objects.order_by().values_list("id", "artist", "genres", "language", "moods")
-    items = pd.DataFrame(list(rows), columns=["id", "artist", "genres", "language", "moods"]).set_index("id")
-    # One row for "no such item" at the end, for activity without (or with a deleted) item.
-    blank = pd.DataFrame({"artist": [""], "genres": [[]], "language": [""], "moods": [[]]}, index=[-1])
-    return pd.concat([items, blank])
+class _Catalogue:
+    """Items' taste attributes by id, read once each and only when some activity needs them.
+
+    An hourly build touching a few hundred customers then reads a few thousand
+    items, not the whole catalogue; a full build ends up reading each item once.
+    """
+
+    FIELDS = ["artist", "genres", "language", "moods"]
+
+    def __init__(self) -> None:
+        # Row -1 stands for "no item" (activity without one, or with a deleted one).
+        self.frame = pd.DataFrame({"artist": [""], "genres": [[]], "language": [""], "moods": [[]]}, index=[-1])
+
+    def attributes(self, item_ids: pd.Series) -> pd.DataFrame:
+        """One row of attributes per entry of `item_ids` (NaN for no item), on its index."""
+        ids = item_ids.fillna(-1).astype(np.int64)
+        wanted = np.setdiff1d(ids.unique(), self.frame.index.to_numpy())
+        loaded = []
+        for part in _chunks(wanted.tolist(), SEGMENT_CHUNK):
+            loaded.extend(Item.objects.filter(id__in=part).order_by().values_list("id", *self.FIELDS))
+        if loaded:
+            found = pd.DataFrame(loaded, columns=["id", *self.FIELDS]).set_index("id")
+            self.frame = pd.concat([self.frame, found])
+        position = self.frame.index.get_indexer(ids)
+        position[position < 0] = 0  # deleted items: no attributes
+        attributes = self.frame.iloc[position]
+        attributes.index = item_ids.index
+        return attributes
 
 
-def _activities(customers: list[int], items: pd.DataFrame, *, since: datetime, until: datetime) -> pd.DataFrame:
-    """The customers' activity in (since, until] with their items' attributes, in one query."""
+def _activities(customers: list[int], catalogue: _Catalogue, *, since: datetime, until: datetime) -> pd.DataFrame:
+    """The customers' activity in (since, until] with their items' attributes."""
     frame = _read_activities(customers, since, until)
     frame["kind"] = frame["kind"].map(KIND_LABELS).astype("category")
-    position = items.index.get_indexer(frame["item_id"].fillna(-1).astype(np.int64))
-    position[position < 0] = len(items) - 1
-    attributes = items.iloc[position].reset_index(drop=True)
-    attributes.index = frame.index
-    return pd.concat([frame, attributes], axis=1)
+    return pd.concat([frame, catalogue.attributes(frame["item_id"])], axis=1)
 
 
 _COLUMNS = ["customer_id", "item_id", "kind", "quantity", "value", "occurred_at"]

@@ -5,8 +5,8 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Count, F, Q
-from django.db.models.functions import TruncDate
+from django.db.models import Count, F, Q, Sum
+from django.db.models.functions import TruncWeek
 from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -17,7 +17,7 @@ from accounts.access import viewer_required, writer_required
 from . import actions
 from .forms import MappingForm, PersonaSettingsForm, UploadForm
 from .imports import FIELDS
-from .models import Activity, ActivityKind, Customer, DataImport, Persona, PersonaSettings, Segment
+from .models import REVENUE_KINDS, Activity, ActivityKind, Customer, DataImport, Persona, PersonaSettings, Segment
 
 CUSTOMER_COLUMNS = [
     # (label, sort key or None, css, first click sorts descending)
@@ -100,28 +100,32 @@ def sort_headers(sort: str, params: dict) -> list[dict]:
     return headers
 
 
-def activity_chart(customer: Customer, days: int = 90) -> dict:
-    since = timezone.now() - timedelta(days=days)
+def activity_chart(customer: Customer, weeks: int = 26) -> dict:
+    """Weekly plays, other engagement and purchases: weeks read better than sparse days."""
+    today = timezone.now().date()
+    first = today - timedelta(days=today.weekday(), weeks=weeks - 1)
     rows = (
-        Activity.objects.filter(customer=customer, occurred_at__gte=since)
-        .annotate(day=TruncDate("occurred_at"))
-        .values("day", "kind")
+        Activity.objects.filter(customer=customer, occurred_at__date__gte=first)
+        .annotate(week=TruncWeek("occurred_at"))
+        .values("week", "kind")
         .annotate(n=Count("id"))
         .order_by()
     )
-    days_list = [(since + timedelta(days=i + 1)).date() for i in range(days)]
-    series = {"Plays": dict.fromkeys(days_list, 0), "Other engagement": dict.fromkeys(days_list, 0), "Purchases": dict.fromkeys(days_list, 0)}
+    starts = [first + timedelta(weeks=i) for i in range(weeks)]
+    series = {name: dict.fromkeys(starts, 0) for name in ("Plays", "Other engagement", "Purchases")}
     for row in rows:
-        name = "Plays" if row["kind"] == ActivityKind.PLAY else "Purchases" if row["kind"] in (ActivityKind.PURCHASE, ActivityKind.SUBSCRIBE) else "Other engagement"
-        if row["day"] in series[name]:
-            series[name][row["day"]] += row["n"]
+        kind = row["kind"]
+        name = "Plays" if kind == ActivityKind.PLAY else "Purchases" if kind in REVENUE_KINDS else "Other engagement"
+        week = row["week"].date() if hasattr(row["week"], "date") else row["week"]
+        if week in series[name]:
+            series[name][week] += row["n"]
     return {
         "type": "bar",
         "data": {
-            "labels": [d.strftime("%b %d") for d in days_list],
+            "labels": [d.strftime("%b %d") for d in starts],
             "datasets": [{"label": k, "data": list(v.values())} for k, v in series.items()],
         },
-        "options": {"scales": {"x": {"stacked": True, "ticks": {"maxTicksLimit": 12}}, "y": {"stacked": True, "beginAtZero": True}}},
+        "options": {"scales": {"x": {"stacked": True}, "y": {"stacked": True, "beginAtZero": True, "ticks": {"precision": 0}}}},
     }
 
 
@@ -139,6 +143,7 @@ def customer_detail(request, pk: int):
     )
     context = {
         "customer": customer,
+        "attributes": [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in customer.attributes.items()],
         "persona": persona,
         "recent": recent,
         "chart": activity_chart(customer),
@@ -152,6 +157,19 @@ def customer_detail(request, pk: int):
     return render(request, "audiences/customer_detail.html", context)
 
 
+def segment_summary() -> list[dict]:
+    """Customers and share of 90-day revenue per segment: how the thresholds cut the base today."""
+    rows = {r["segment"]: r for r in Persona.objects.values("segment").annotate(n=Count("customer"), revenue=Sum("spend_90d")).order_by()}
+    total = sum(float(r["revenue"] or 0) for r in rows.values()) or 1.0
+    customers = sum(r["n"] for r in rows.values()) or 1
+    return [
+        {"label": s.label, "value": s.value, "customers": rows.get(s.value, {}).get("n", 0),
+         "customer_pct": 100 * rows.get(s.value, {}).get("n", 0) / customers,
+         "revenue_pct": 100 * float(rows.get(s.value, {}).get("revenue") or 0) / total}
+        for s in Segment
+    ]
+
+
 @require_http_methods(["GET", "POST"])
 @viewer_required
 def persona_settings(request):
@@ -159,7 +177,8 @@ def persona_settings(request):
     if request.method == "POST":
         # Reading is for everyone; changing the parameters is for marketers and admins.
         return _save_persona_settings(request, settings_obj)
-    return render(request, "audiences/persona_settings.html", {"form": PersonaSettingsForm(instance=settings_obj), "settings": settings_obj})
+    return render(request, "audiences/persona_settings.html", {"form": PersonaSettingsForm(instance=settings_obj),
+                                                               "settings": settings_obj, "segments": segment_summary()})
 
 
 @writer_required
@@ -169,7 +188,8 @@ def _save_persona_settings(request, settings_obj):
         actions.update_persona_settings(form.save(commit=False), fields=list(form.changed_data) or ["half_life_days"])
         messages.success(request, "Persona settings saved. Rebuild the personas to apply them to everyone.")
         return redirect("customers:persona_settings")
-    return render(request, "audiences/persona_settings.html", {"form": form, "settings": settings_obj}, status=400)
+    return render(request, "audiences/persona_settings.html", {"form": form, "settings": settings_obj, "segments": segment_summary()},
+                  status=400)
 
 
 @require_POST

@@ -84,8 +84,9 @@ def compute_personas(
     occurred = occurred[keep]
 
     ids = frame["customer_id"].to_numpy()
-    extra = np.asarray(list(customers) if customers is not None else [], dtype=ids.dtype if len(ids) else np.int64)
-    index = np.union1d(np.unique(ids), extra)
+    index = np.unique(ids)
+    if customers is not None:
+        index = np.union1d(index, np.asarray(list(customers), dtype=index.dtype if len(index) else np.int64))
     codes = np.searchsorted(index, ids)
     n = len(index)
 
@@ -139,8 +140,7 @@ def _pair_weights(frame: pd.DataFrame, codes: np.ndarray, weight: np.ndarray) ->
     if has_item.any():
         item_code, first = pd.factorize(frame["item_id"].to_numpy()[has_item])
         # An item's attributes are the same on each of its rows: take them once per item.
-        first_row = np.full(len(first), -1)
-        first_row[item_code[::-1]] = np.arange(len(item_code))[::-1]
+        _, first_row = np.unique(item_code, return_index=True)
         catalogue = pd.concat([catalogue, frame.loc[has_item, attributes].iloc[first_row]], ignore_index=True)
         key = codes[has_item].astype(np.int64) * len(first) + item_code
         unique_key, inverse = np.unique(key, return_inverse=True)
@@ -151,7 +151,7 @@ def _pair_weights(frame: pd.DataFrame, codes: np.ndarray, weight: np.ndarray) ->
     return np.concatenate(parts_code), np.concatenate(parts_weight), np.concatenate(parts_item), catalogue.reset_index(drop=True)
 
 
-def _item_names(values: pd.Series, is_list: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _item_names(values: pd.Series, is_list: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(item position, name code, fraction of the item's weight) per named attribute, and the names.
 
     Lists split their item's weight evenly over their non-empty names; NaN, '' and
@@ -169,7 +169,9 @@ def _item_names(values: pd.Series, is_list: bool) -> tuple[np.ndarray, np.ndarra
     return item, name_code, 1.0 / count[item], labels
 
 
-def _shares(code: np.ndarray, weight: np.ndarray, item: np.ndarray, values: pd.Series, is_list: bool, n: int, top_n: int):
+def _shares(
+    code: np.ndarray, weight: np.ndarray, item: np.ndarray, values: pd.Series, is_list: bool, n: int, top_n: int
+) -> tuple[list[dict], np.ndarray]:
     """Per customer code: {name: share} of its top_n names, and its top name ('' when none)."""
     shares: list[dict] = [{} for _ in range(n)]
     top = np.full(n, "", dtype=object)

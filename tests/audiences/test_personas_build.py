@@ -141,6 +141,22 @@ def test_an_incremental_build_picks_up_activity_dated_after_the_last_build(cast)
     assert (persona(cast["pia"]).plays_7d, persona(cast["pia"]).top_artist) == (1, "Stray Kids")
 
 
+def test_an_incremental_build_drops_activity_that_crossed_the_history_horizon(cast):
+    # 10 half-lives of 30 days: activity older than 300 days is not loaded
+    oldie = Item.objects.create(external_id="t0", title="Fantastic Baby", artist="BIGBANG", genres=["k-pop"])
+    act(cast["lena"], ActivityKind.PLAY, T0 - timedelta(days=299), oldie)
+    build_personas(as_of=T0)
+    assert persona(cast["lena"]).artists["BIGBANG"] == 0.0002  # 0.5 ** (298 / 30) of 5.5
+
+    summary = build_personas(as_of=T0 + timedelta(days=2))
+
+    assert summary["customers_rebuilt"] == 1
+    lena = persona(cast["lena"])
+    assert lena.as_of == T0 + timedelta(days=2)
+    # without the old play: Stray Kids 1 + 4 against Kendrick Lamar 0.5, as before it
+    assert lena.artists == {"Stray Kids": 0.9091, "Kendrick Lamar": 0.0909}
+
+
 def test_a_full_rebuild_gives_the_same_numbers_as_incremental_builds(cast):
     build_personas(as_of=T0)
     act(cast["pia"], ActivityKind.FAVOURITE, T0 + timedelta(days=1), cast["kpop"])
