@@ -14,8 +14,11 @@ from typing import Iterable
 
 import numpy as np
 import pandas as pd
-from django.db import connection, models
+from django.db import connection, models, transaction
 from django.utils import timezone
+
+
+_JSON = json.JSONEncoder(ensure_ascii=False)  # one encoder: json.dumps builds a new one per call
 
 
 def _sqlite_datetime(series: pd.Series) -> pd.Series:
@@ -27,7 +30,7 @@ def _sqlite_datetime(series: pd.Series) -> pd.Series:
 def _column_values(field: models.Field, series: pd.Series, vendor: str) -> pd.Series:
     """Shape one column for the database driver (SQLite executemany or PostgreSQL COPY text)."""
     if isinstance(field, models.JSONField):
-        return series.map(lambda v: None if v is None else json.dumps(v, ensure_ascii=False))
+        return series.map(lambda v: None if v is None else _JSON.encode(v))
     if isinstance(field, models.DateTimeField):
         if vendor == "postgresql":
             return series.dt.strftime("%Y-%m-%d %H:%M:%S.%f+00")
@@ -78,7 +81,8 @@ def upsert(
     set_clause = ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in updates) or f"{qn(conflict_column)} = EXCLUDED.{qn(conflict_column)}"
 
     if vendor == "postgresql":
-        _copy_upsert(table, fields, shaped, conflict_column, set_clause)
+        with transaction.atomic():  # the staging table lives until commit
+            _copy_upsert(table, fields, shaped, conflict_column, set_clause)
     else:
         placeholders = ", ".join(["%s"] * len(columns))
         sql = (

@@ -7,9 +7,12 @@ duplicating), and only the indexes the hot queries need exist.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+from django.utils import timezone
 
 from ml.models import Job
 
@@ -23,7 +26,7 @@ class Gender(models.TextChoices):
 
 class CustomerQuerySet(models.QuerySet):
     def search(self, text: str):
-        """Customers whose external id, region or city match the text."""
+        """Customers whose external id or region contains the text."""
         text = (text or "").strip()
         if not text:
             return self
@@ -56,8 +59,6 @@ class Customer(models.Model):
 
     @property
     def age(self) -> int | None:
-        from django.utils import timezone
-
         return timezone.now().year - self.birth_year if self.birth_year else None
 
 
@@ -188,6 +189,9 @@ class PersonaSettings(models.Model):
     kind_weights = models.JSONField(default=dict, blank=True, help_text="Weight of each activity kind.")
     last_built_at = models.DateTimeField(null=True, blank=True)
     last_activity_id = models.BigIntegerField(default=0, help_text="Activities up to this id are in the personas.")
+    build_started_at = models.DateTimeField(null=True, blank=True, help_text="Set while a build runs (a lock)")
+
+    BUILD_LOCK_TIMEOUT = timedelta(hours=6)
 
     DEFAULT_KIND_WEIGHTS = {
         "play": 1.0,
@@ -207,6 +211,21 @@ class PersonaSettings(models.Model):
     def load(cls) -> "PersonaSettings":
         obj, _ = cls.objects.get_or_create(pk=1, defaults={"kind_weights": dict(cls.DEFAULT_KIND_WEIGHTS)})
         return obj
+
+    @classmethod
+    def claim_build(cls) -> bool:
+        """Take the build lock atomically; False when another build holds it (hourly and nightly may overlap).
+
+        A lock older than BUILD_LOCK_TIMEOUT belongs to a worker that died and is taken over.
+        """
+        cls.load()
+        now = timezone.now()
+        free = Q(build_started_at__isnull=True) | Q(build_started_at__lt=now - cls.BUILD_LOCK_TIMEOUT)
+        return cls.objects.filter(free, pk=1).update(build_started_at=now) == 1
+
+    @classmethod
+    def release_build(cls) -> None:
+        cls.objects.filter(pk=1).update(build_started_at=None)
 
     def weights(self) -> dict[str, float]:
         return {**self.DEFAULT_KIND_WEIGHTS, **(self.kind_weights or {})}

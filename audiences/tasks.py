@@ -7,7 +7,7 @@ from django.db import transaction
 
 from ml.models import running
 
-from .models import DataImport
+from .models import DataImport, PersonaSettings
 
 
 @shared_task(name="audiences.run_import", acks_late=True, max_retries=3)
@@ -46,6 +46,12 @@ def build_personas(job_id: int | None = None, full: bool = False) -> None:
         with transaction.atomic():
             job_id = persona_job(full=full, by=None).pk
     with running(job_id) as job:
-        summary = build(full=full, progress=job.report)
+        if not PersonaSettings.claim_build():
+            job.message = "Skipped: another persona build is running"
+            return
+        try:
+            summary = build(full=full, progress=job.report)
+        finally:
+            PersonaSettings.release_build()
         job.result = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, dict, list))}
         job.message = f"{summary.get('customers_rebuilt', 0):,} personas rebuilt"

@@ -217,3 +217,34 @@ def test_it_reports_progress_up_to_done(cast):
     fractions = [f for f, _ in seen]
     assert fractions == sorted(fractions)
     assert seen[-1] == (1.0, "Rebuilt 2 personas")
+
+
+def test_a_second_build_is_skipped_while_one_holds_the_lock(db):
+    from audiences.actions import persona_job
+    from audiences.models import PersonaSettings
+    from audiences.tasks import build_personas as build_task
+
+    assert PersonaSettings.claim_build() is True
+    assert PersonaSettings.claim_build() is False
+    job = persona_job(full=True, by=None)
+    build_task(job_id=job.pk, full=True)
+    job.refresh_from_db()
+    assert job.status == "succeeded" and job.message == "Skipped: another persona build is running"
+    PersonaSettings.release_build()
+    job = persona_job(full=True, by=None)
+    build_task(job_id=job.pk, full=True)
+    job.refresh_from_db()
+    assert "personas rebuilt" in job.message
+    assert PersonaSettings.load().build_started_at is None
+
+
+def test_a_lock_left_by_a_dead_worker_expires(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from audiences.models import PersonaSettings
+
+    PersonaSettings.load()
+    PersonaSettings.objects.update(build_started_at=timezone.now() - timedelta(hours=7))
+    assert PersonaSettings.claim_build() is True
