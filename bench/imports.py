@@ -37,6 +37,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--natural-key", action="store_true",
                         help="leave out the event_id column, so keys hash (customer, item, kind, time)")
     parser.add_argument("--keep", action="store_true", help="keep the bench rows and the CSV (prints where)")
+    parser.add_argument("--profile", action="store_true",
+                        help="run the first import under cProfile and print the top functions to stderr")
     return parser.parse_args()
 
 
@@ -191,8 +193,21 @@ def main() -> int:
         phases.wrap(bulk, "upsert", "upsert")
         phases.wrap(bulk, "_copy_upsert", "upsert_copy_and_insert")
 
+        data_import = new_import()
+        profiler = None
+        if args.profile:
+            import cProfile
+
+            profiler = cProfile.Profile()
+            profiler.enable()
         with timer(t, "import"):
-            first = imports.run_import(new_import())
+            first = imports.run_import(data_import)
+        if profiler:
+            import pstats
+
+            profiler.disable()
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats("cumulative").print_stats(30)
+            pstats.Stats(profiler, stream=sys.stderr).sort_stats("tottime").print_stats(20)
         loaded = Activity.objects.filter(customer__in=bench_customers).count()
         say("import_seconds", round(t["import"], 2))
         say("activities_rows_per_s", round(args.rows / t["import"]))

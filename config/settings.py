@@ -154,7 +154,8 @@ def _database() -> dict:
             "transaction_mode": "IMMEDIATE",
             "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         }
-        config["TEST"] = {"NAME": str(VAR_DIR / "test-encore.sqlite3")}
+        # A file (not :memory:) so a Celery worker process can share it; one per run so runs don't collide.
+        config["TEST"] = {"NAME": str(VAR_DIR / f"test-encore-{os.getpid()}.sqlite3")}
     elif engine.endswith("postgresql"):
         config["CONN_HEALTH_CHECKS"] = True
     else:
