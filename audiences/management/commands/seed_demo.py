@@ -45,6 +45,8 @@ class Command(BaseCommand):
     def handle(self, *args, **options):
         if options["customers"] < 1:
             raise CommandError("--customers must be at least 1.")
+        if options["seed"] < 0:
+            raise CommandError("--seed must be zero or positive.")
         if options["days"] < 1:
             raise CommandError("--days must be at least 1.")
         if options["activities_per_customer"] < 0:
