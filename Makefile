@@ -39,12 +39,15 @@ browser:
 	  if [ "$$(id -u)" = 0 ]; then apt-get install -y -qq chromium chromium-driver >/dev/null; \
 	  else echo "Browser tests need Debian's chromium: sudo apt-get install chromium chromium-driver"; exit 1; fi; }
 
+# Tests get their own var/ (SQLite test database, filesystem broker), apart from a running `make run`.
+TEST_VAR = ENCORE_VAR_DIR=$${ENCORE_VAR_DIR:-$$(mktemp -d /tmp/encore-test-XXXXXX)}
+
 test: setup browser
 	$(PY) manage.py makemigrations --check --dry-run >/dev/null
-	$(PY) -m pytest
+	$(TEST_VAR) $(PY) -m pytest
 
 test-fast: setup
-	$(PY) -m pytest -m "not e2e and not worker"
+	$(TEST_VAR) $(PY) -m pytest -m "not e2e and not worker"
 
 check-deploy: setup
 	DEBUG=false SECRET_KEY=$$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')-deploy-check-key ALLOWED_HOSTS=encore.example.com \

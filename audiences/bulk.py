@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Iterable
+from typing import Iterable, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -21,22 +21,34 @@ from django.utils import timezone
 _JSON = json.JSONEncoder(ensure_ascii=False)  # one encoder: json.dumps builds a new one per call
 
 
-def _sqlite_datetime(series: pd.Series) -> pd.Series:
-    # Django stores aware datetimes in SQLite as naive UTC text "YYYY-MM-DD HH:MM:SS[.ffffff]".
-    text = series.dt.tz_convert("UTC").dt.strftime("%Y-%m-%d %H:%M:%S.%f")
-    return text.str.removesuffix(".000000")
+class Upserted(NamedTuple):
+    rows: int  # rows sent
+    created: int  # of which were new (the rest updated existing rows, or matched them exactly)
 
 
-def _column_values(field: models.Field, series: pd.Series, vendor: str) -> pd.Series:
+def _iso(series: pd.Series, unit: str) -> np.ndarray:
+    """ISO 8601 text of a datetime column in UTC, None where missing (4x faster than .dt.strftime)."""
+    values = series
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+    raw = pd.to_datetime(values).to_numpy().astype(f"datetime64[{unit}]")
+    text = np.datetime_as_string(raw, unit=unit).astype(object)
+    text[pd.isna(raw)] = None
+    return text
+
+
+def _column_values(field: models.Field, series: pd.Series, vendor: str) -> pd.Series | np.ndarray:
     """Shape one column for the database driver (SQLite executemany or PostgreSQL COPY text)."""
     if isinstance(field, models.JSONField):
         return series.map(lambda v: None if v is None else _JSON.encode(v))
     if isinstance(field, models.DateTimeField):
+        text = pd.Series(_iso(series, "us"), index=series.index)
         if vendor == "postgresql":
-            return series.dt.strftime("%Y-%m-%d %H:%M:%S.%f+00")
-        return _sqlite_datetime(series)
+            return text + "+00"
+        # Django stores aware datetimes in SQLite as naive UTC text "YYYY-MM-DD HH:MM:SS[.ffffff]".
+        return text.str.replace("T", " ", n=1, regex=False).str.removesuffix(".000000")
     if isinstance(field, models.DateField):
-        return series.dt.strftime("%Y-%m-%d")
+        return pd.Series(_iso(series, "D"), index=series.index)
     if isinstance(field, models.IntegerField) and series.dtype.kind == "f":
         return series.astype("Int64")  # 1950.0 would not cast to smallint
     if isinstance(field, models.BooleanField):
@@ -51,21 +63,22 @@ def upsert(
     conflict: str,
     update: Iterable[str] | None = None,
     batch_size: int = 5000,
-) -> int:
-    """Insert or update `frame` (columns = field names) into `model`'s table; returns rows written.
+) -> Upserted:
+    """Insert or update `frame` into `model`'s table; returns how many rows were sent and how many were new.
 
-    `auto_now` / `auto_now_add` timestamps are filled in here because raw SQL
-    bypasses Model.save().
+    Rows equal to what is stored are not rewritten (a re-import of an unchanged file
+    touches no index). `auto_now` / `auto_now_add` timestamps are filled in here
+    because raw SQL bypasses Model.save().
     """
     if frame.empty:
-        return 0
+        return Upserted(0, 0)
     frame = frame.copy()
     now = pd.Timestamp(timezone.now())
-    auto_fields = []
+    auto_columns = set()
     for field in model._meta.concrete_fields:
         if getattr(field, "auto_now", False) or getattr(field, "auto_now_add", False):
             frame[field.name] = pd.Series([now] * len(frame), index=frame.index, dtype="datetime64[us, UTC]")
-            auto_fields.append(field)
+            auto_columns.add(field.column)
     fields = [model._meta.get_field(name) for name in frame.columns]
     columns = [f.column for f in fields]
     conflict_column = model._meta.get_field(conflict).column
@@ -79,26 +92,31 @@ def upsert(
     table = model._meta.db_table
     qn = connection.ops.quote_name
     set_clause = ", ".join(f"{qn(c)} = EXCLUDED.{qn(c)}" for c in updates) or f"{qn(conflict_column)} = EXCLUDED.{qn(conflict_column)}"
+    compared = [c for c in updates if c not in auto_columns]
+    distinct = "IS DISTINCT FROM" if vendor == "postgresql" else "IS NOT"
+    if compared:
+        set_clause += " WHERE " + " OR ".join(f"{qn(table)}.{qn(c)} {distinct} EXCLUDED.{qn(c)}" for c in compared)
 
     if vendor == "postgresql":
         with transaction.atomic():  # the staging table lives until commit
-            _copy_upsert(table, fields, shaped, conflict_column, set_clause)
-    else:
-        placeholders = ", ".join(["%s"] * len(columns))
-        sql = (
-            f"INSERT INTO {qn(table)} ({', '.join(qn(c) for c in columns)}) VALUES ({placeholders}) "
-            f"ON CONFLICT ({qn(conflict_column)}) DO UPDATE SET {set_clause}"
-        )
-        values = shaped.astype(object).where(shaped.notna(), None)
-        rows = list(values.itertuples(index=False, name=None))
-        with connection.cursor() as cursor:
-            for start in range(0, len(rows), batch_size):
-                cursor.executemany(sql, rows[start : start + batch_size])
-    return len(frame)
+            created = _copy_upsert(table, fields, shaped, conflict_column, set_clause)
+        return Upserted(len(frame), created)
+    existing = len(existing_values(model, conflict, frame[conflict].tolist() if conflict in frame else shaped[conflict_column].tolist()))
+    placeholders = ", ".join(["%s"] * len(columns))
+    sql = (
+        f"INSERT INTO {qn(table)} ({', '.join(qn(c) for c in columns)}) VALUES ({placeholders}) "
+        f"ON CONFLICT ({qn(conflict_column)}) DO UPDATE SET {set_clause}"
+    )
+    values = shaped.astype(object).where(shaped.notna(), None)
+    rows = list(values.itertuples(index=False, name=None))
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), batch_size):
+            cursor.executemany(sql, rows[start : start + batch_size])
+    return Upserted(len(frame), len(frame) - existing)
 
 
-def _copy_upsert(table: str, fields: list[models.Field], shaped: pd.DataFrame, conflict_column: str, set_clause: str):
-    """COPY into a text staging table, then cast and upsert in one statement."""
+def _copy_upsert(table: str, fields: list[models.Field], shaped: pd.DataFrame, conflict_column: str, set_clause: str) -> int:
+    """COPY into a text staging table, then cast and upsert in one statement; returns rows inserted."""
     qn = connection.ops.quote_name
     stage = f"_stage_{table}"
     columns = [f.column for f in fields]
@@ -120,28 +138,47 @@ def _copy_upsert(table: str, fields: list[models.Field], shaped: pd.DataFrame, c
         with cursor.cursor.copy(f"COPY {qn(stage)} ({', '.join(qn(c) for c in columns)}) FROM STDIN WITH (FORMAT csv)") as copy:
             while block := buffer.read(1 << 20):
                 copy.write(block)
+        # xmax = 0 marks a freshly inserted row; rows equal to the stored ones are skipped by the WHERE.
         cursor.execute(
-            f"INSERT INTO {qn(table)} ({', '.join(qn(c) for c in columns)}) "
+            f"WITH written AS (INSERT INTO {qn(table)} ({', '.join(qn(c) for c in columns)}) "
             f"SELECT {', '.join(selects)} FROM {qn(stage)} s "
-            f"ON CONFLICT ({qn(conflict_column)}) DO UPDATE SET {set_clause}"
+            f"ON CONFLICT ({qn(conflict_column)}) DO UPDATE SET {set_clause} "
+            f"RETURNING (xmax = 0) AS inserted) SELECT count(*) FILTER (WHERE inserted) FROM written"
         )
+        created = cursor.fetchone()[0]
         cursor.execute(f"DROP TABLE {qn(stage)}")
+    return created
 
 
-def lookup_ids(model: type[models.Model], external_ids: Iterable[str], chunk: int = 5000) -> dict[str, int]:
-    """Map external ids to primary keys, in chunks that stay under SQLite's variable limit."""
-    unique = list(dict.fromkeys(i for i in external_ids if i))
-    found: dict[str, int] = {}
-    for start in range(0, len(unique), chunk):
-        part = unique[start : start + chunk]
-        found.update(model.objects.filter(external_id__in=part).values_list("external_id", "pk"))
+def _matching(model: type[models.Model], field: str, values: list, select: str) -> list[tuple]:
+    """Rows whose `field` is one of `values`: one array parameter on PostgreSQL, chunked IN lists elsewhere."""
+    qn = connection.ops.quote_name
+    table = qn(model._meta.db_table)
+    column = qn(model._meta.get_field(field).column)
+    found: list[tuple] = []
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"SELECT {select} FROM {table} WHERE {column} = ANY(%s)", [values])
+            return cursor.fetchall()
+        for start in range(0, len(values), 5000):  # under SQLite's bound-variable limit
+            part = values[start : start + 5000]
+            cursor.execute(f"SELECT {select} FROM {table} WHERE {column} IN ({', '.join(['%s'] * len(part))})", part)
+            found.extend(cursor.fetchall())
     return found
 
 
-def existing_values(model: type[models.Model], field: str, values: np.ndarray | list, chunk: int = 5000) -> set:
-    """Which of `values` already exist in `model.field` (to count created vs updated)."""
-    values = list(values)
-    seen: set = set()
-    for start in range(0, len(values), chunk):
-        seen.update(model.objects.filter(**{f"{field}__in": values[start : start + chunk]}).values_list(field, flat=True))
-    return seen
+def lookup_ids(model: type[models.Model], external_ids: Iterable[str]) -> dict[str, int]:
+    """Map external ids to primary keys."""
+    unique = [str(i) for i in dict.fromkeys(i for i in external_ids if i)]
+    if not unique:
+        return {}
+    return dict(_matching(model, "external_id", unique, "external_id, id"))
+
+
+def existing_values(model: type[models.Model], field: str, values: Iterable) -> set:
+    """Which of `values` already exist in `model.field`."""
+    values = [v.item() if hasattr(v, "item") else v for v in values]
+    if not values:
+        return set()
+    column = connection.ops.quote_name(model._meta.get_field(field).column)
+    return {row[0] for row in _matching(model, field, values, column)}

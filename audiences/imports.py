@@ -333,14 +333,24 @@ def parse_chunk(kind: str, frame: pd.DataFrame, mapping: dict[str, str]) -> Pars
 
 
 def activity_keys(event_ids: pd.Series, customers: pd.Series, items: pd.Series, kinds: pd.Series, times: pd.Series) -> np.ndarray:
-    """A stable signed 64-bit key per activity: from the event id when given, else the natural key."""
-    stamps = times.dt.strftime("%Y-%m-%dT%H:%M:%S.%f").to_numpy()
+    """A stable signed 64-bit key per activity: from the event id when given, else the natural key.
+
+    The text hashed must never change (re-imports of old files would duplicate rows):
+    "id:<event id>" or "nk:<customer>|<item>|<kind>|<UTC time, YYYY-MM-DDTHH:MM:SS.ffffff>".
+    """
+    event_ids = event_ids.to_numpy()
+    natural = np.array([not e for e in event_ids])
+    stamps = np.empty(len(event_ids), dtype=object)
+    if natural.any():
+        utc = times[natural].dt.tz_convert("UTC").dt.tz_localize(None).to_numpy().astype("datetime64[us]")
+        stamps[natural] = np.datetime_as_string(utc, unit="us")
     out = np.empty(len(event_ids), dtype=np.int64)
+    blake = hashlib.blake2b
     for i, (eid, cust, item, kind, stamp) in enumerate(
-        zip(event_ids.to_numpy(), customers.to_numpy(), items.to_numpy(), kinds.to_numpy(), stamps)
+        zip(event_ids, customers.to_numpy(), items.to_numpy(), kinds.to_numpy(), stamps)
     ):
         text = f"id:{eid}" if eid else f"nk:{cust}|{item}|{int(kind)}|{stamp}"
-        out[i] = int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "big", signed=True)
+        out[i] = int.from_bytes(blake(text.encode(), digest_size=8).digest(), "big", signed=True)
     return out
 
 
@@ -375,16 +385,29 @@ def _write_entities(model, frame: pd.DataFrame, parsed: Parsed, extra_columns: l
     for f in model._meta.concrete_fields:
         if f.name not in data and not f.primary_key and f.has_default() and not getattr(f, "auto_now_add", False):
             data[f.name] = [f.get_default() for _ in range(len(data))]
-    existing = bulk.existing_values(model, "external_id", data["external_id"].to_numpy())
     with transaction.atomic():
         written = bulk.upsert(model, data, conflict="external_id", update=mapped + ["updated_at"])
-    return ChunkResult(ok=int(good.sum()), created=written - len(existing))
+    return ChunkResult(ok=int(good.sum()), created=written.created)
 
 
-def _write_activities(frame: pd.DataFrame, parsed: Parsed) -> ChunkResult:
+class KnownIds:
+    """External id -> primary key, remembered across the chunks of one file (activities repeat them)."""
+
+    def __init__(self):
+        self.maps: dict[type, dict[str, int]] = {}
+
+    def resolve(self, model, external_ids) -> dict[str, int]:
+        known = self.maps.setdefault(model, {})
+        missing = [i for i in external_ids if i and i not in known]
+        if missing:
+            known.update(bulk.lookup_ids(model, missing))
+        return known
+
+
+def _write_activities(frame: pd.DataFrame, parsed: Parsed, ids: KnownIds) -> ChunkResult:
     values = parsed.values
     result = ChunkResult()
-    customers = bulk.lookup_ids(Customer, values["customer"][~parsed.bad].unique())
+    customers = ids.resolve(Customer, values["customer"][~parsed.bad].unique())
     customer_ids = values["customer"].map(customers)
     parsed.flag(
         _source(parsed, "customer"), values["customer"], ~parsed.bad & customer_ids.isna(),
@@ -393,7 +416,7 @@ def _write_activities(frame: pd.DataFrame, parsed: Parsed) -> ChunkResult:
     items = values.get("item", pd.Series("", index=frame.index))
     item_ids = pd.Series(np.nan, index=frame.index)
     if "item" in values:
-        known = bulk.lookup_ids(Item, items[~parsed.bad & items.ne("")].unique())
+        known = ids.resolve(Item, items[~parsed.bad & items.ne("")].unique())
         item_ids = items.map(known)
         parsed.flag(_source(parsed, "item"), items, ~parsed.bad & items.ne("") & item_ids.isna(), "unknown item: import the catalogue first")
     good = ~parsed.bad
@@ -411,11 +434,10 @@ def _write_activities(frame: pd.DataFrame, parsed: Parsed) -> ChunkResult:
         index=frame.index[good],
     )
     data = _last_per_key(data, "key")
-    existing = bulk.existing_values(Activity, "key", data["key"].to_numpy())
     with transaction.atomic():
-        written = bulk.upsert(Activity.objects.model, data.rename(columns={"customer": "customer_id", "item": "item_id"}), conflict="key")
+        written = bulk.upsert(Activity, data.rename(columns={"customer": "customer_id", "item": "item_id"}), conflict="key")
     result.ok = int(good.sum())
-    result.created = written - len(existing)
+    result.created = written.created
     return result
 
 
@@ -423,11 +445,11 @@ def _source(parsed: Parsed, name: str) -> str:
     return getattr(parsed, "mapping", {}).get(name, name)
 
 
-def load_chunk(kind: str, frame: pd.DataFrame, mapping: dict[str, str], keep_extra: bool) -> ChunkResult:
+def load_chunk(kind: str, frame: pd.DataFrame, mapping: dict[str, str], keep_extra: bool, ids: KnownIds | None = None) -> ChunkResult:
     parsed = parse_chunk(kind, frame, mapping)
     parsed.mapping = mapping
     if kind == ImportKind.ACTIVITIES:
-        result = _write_activities(frame, parsed)
+        result = _write_activities(frame, parsed, ids or KnownIds())
     else:
         model = Customer if kind == ImportKind.CUSTOMERS else Item
         extra = [c for c in frame.columns if c not in set(mapping.values())] if keep_extra else []
@@ -451,8 +473,9 @@ def run_import(data_import: DataImport, progress: Progress | None = None, keep_e
     kept: list[dict] = []
     report_lines: list[pd.DataFrame] = []
     done = 0
+    ids = KnownIds()
     for frame in read_chunks(path, fmt):
-        result = load_chunk(data_import.kind, frame, data_import.mapping, keep_extra)
+        result = load_chunk(data_import.kind, frame, data_import.mapping, keep_extra, ids)
         errors = pd.concat(result.errors) if result.errors else pd.DataFrame(columns=["row", "column", "value", "reason"])
         errors = errors.sort_values(["row"], kind="stable")
         failed_rows += errors["row"].nunique()

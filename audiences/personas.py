@@ -83,7 +83,7 @@ def build_personas(full: bool = False, as_of: datetime | None = None, progress: 
             )
             _fill_last_active(personas, until=as_of)
             with transaction.atomic():
-                rebuilt += bulk.upsert(Persona, _persona_rows(personas, as_of), conflict="customer", update=_UPDATED)
+                rebuilt += bulk.upsert(Persona, _persona_rows(personas, as_of), conflict="customer", update=_UPDATED).rows
             report(0.02 + 0.88 * number / len(chunks), f"Rebuilt {rebuilt:,} of {len(customers):,} personas")
 
     report(0.92, "Assigning value segments")

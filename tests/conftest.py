@@ -76,29 +76,8 @@ def _database_url_for_subprocess() -> str:
     return f"postgres://{auth}@{s['HOST'] or '127.0.0.1'}:{s['PORT'] or 5432}/{s['NAME']}"
 
 
-@pytest.fixture(scope="session")
-def _private_broker(tmp_path_factory):
-    """A filesystem broker folder of this test run, so a developer's running worker cannot take our tasks."""
-    from django.conf import settings
-
-    from config.celery import app
-
-    if not settings.CELERY_BROKER_URL.startswith("filesystem://"):
-        return None
-    var_dir = tmp_path_factory.mktemp("var")
-    broker = var_dir / "broker"
-    options = {name: str(broker / name) for name in ("queue", "processed", "control")}
-    for folder in options.values():
-        os.makedirs(folder, exist_ok=True)
-    app.conf.broker_transport_options = {
-        "data_folder_in": options["queue"], "data_folder_out": options["queue"],
-        "processed_folder": options["processed"], "control_folder": options["control"], "store_processed": False,
-    }
-    return var_dir
-
-
 @pytest.fixture
-def celery_worker_process(transactional_db, settings, tmp_path, _private_broker):
+def celery_worker_process(transactional_db, settings, tmp_path):
     """A real `celery worker` process on the test database and the configured broker."""
     import subprocess
     import sys
@@ -114,8 +93,10 @@ def celery_worker_process(transactional_db, settings, tmp_path, _private_broker)
         "DATABASE_URL": _database_url_for_subprocess(),
         "MEDIA_ROOT": str(settings.MEDIA_ROOT),
     }
-    if _private_broker is not None:
-        env["ENCORE_VAR_DIR"] = str(_private_broker)  # the worker's settings put its broker folders here
+    if settings.CELERY_BROKER_URL.startswith("filesystem://"):
+        # Same broker folders as this process. `make test` points ENCORE_VAR_DIR at a fresh
+        # folder, so a developer's running worker cannot take the tests' tasks.
+        env["ENCORE_VAR_DIR"] = str(settings.VAR_DIR)
     log = open(tmp_path / "worker.log", "w+")
     hostname = f"test-{os.getpid()}@%h"
     proc = subprocess.Popen(
