@@ -184,3 +184,15 @@ def test_some_listeners_lapsed_and_most_activity_is_recent(service):
     assert active_last_week > 300
     recent = Activity.objects.filter(occurred_at__gte=ANCHOR - timedelta(days=90)).count()
     assert recent / Activity.objects.count() > 0.55
+
+
+def test_seeding_an_empty_table_rebuilds_every_activity_index(transactional_db):
+    from django.db import connection
+
+    from audiences.models import Activity
+
+    call_command("seed_demo", "--customers", "200", "--seed", "5", "--days", "30", verbosity=0)
+    with connection.cursor() as cursor:
+        present = set(connection.introspection.get_constraints(cursor, Activity._meta.db_table))
+    assert {index.name for index in Activity._meta.indexes} <= present
+    assert Activity.objects.count() > 1000
