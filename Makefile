@@ -6,7 +6,7 @@ DEMO_CUSTOMERS ?= 20000
 DEMO_SEED ?= 7
 export DEBUG ?= true
 
-.PHONY: setup run migrate demo admin test test-fast browser check-deploy bench clean
+.PHONY: setup run migrate demo admin lint test test-fast browser check-deploy bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found); set PYTHON=/path/to/python3.11"; exit 1; }
@@ -42,7 +42,10 @@ browser:
 # Tests get their own var/ (SQLite test database, filesystem broker), apart from a running `make run`.
 TEST_VAR = ENCORE_VAR_DIR=$${ENCORE_VAR_DIR:-$$(mktemp -d /tmp/encore-test-XXXXXX)}
 
-test: setup browser
+lint: setup
+	$(VENV)/bin/ruff check .
+
+test: setup browser lint
 	$(PY) manage.py makemigrations --check --dry-run >/dev/null
 	$(TEST_VAR) $(PY) -m pytest
 

@@ -12,7 +12,7 @@ class StyledForm:
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        for name, field in self.fields.items():
+        for field in self.fields.values():
             widget = field.widget
             if isinstance(widget, (forms.CheckboxInput,)):
                 css = "form-check-input"

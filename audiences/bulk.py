@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import io
 import json
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from typing import Iterable, NamedTuple
 
 import numpy as np

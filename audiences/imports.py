@@ -23,7 +23,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from . import bulk
-from .models import Activity, ActivityKind, Customer, DataImport, Gender, ImportKind, Item, ItemKind
+from .models import Activity, ActivityKind, Customer, DataImport, ImportKind, Item, ItemKind
 
 CHUNK_ROWS = 100_000
 ERRORS_KEPT = 500  # in the database; the full list goes to the error report file
@@ -227,6 +227,7 @@ class Parsed:
     values: dict[str, pd.Series] = field(default_factory=dict)
     bad: pd.Series | None = None  # True where the row has an error
     errors: list[pd.DataFrame] = field(default_factory=list)
+    mapping: dict[str, str] = field(default_factory=dict)  # target field -> source column, to name columns in errors
 
     def flag(self, f_column: str, raw: pd.Series, mask: pd.Series, reason: str | pd.Series) -> None:
         if not mask.any():
@@ -324,7 +325,7 @@ def parse_column(f: Field, column: str, raw: pd.Series, parsed: Parsed) -> None:
 
 
 def parse_chunk(kind: str, frame: pd.DataFrame, mapping: dict[str, str]) -> Parsed:
-    parsed = Parsed(bad=pd.Series(False, index=frame.index))
+    parsed = Parsed(bad=pd.Series(False, index=frame.index), mapping=mapping)
     for f in FIELDS[kind]:
         column = mapping.get(f.name)
         if column:
@@ -442,12 +443,11 @@ def _write_activities(frame: pd.DataFrame, parsed: Parsed, ids: KnownIds) -> Chu
 
 
 def _source(parsed: Parsed, name: str) -> str:
-    return getattr(parsed, "mapping", {}).get(name, name)
+    return parsed.mapping.get(name, name)
 
 
 def load_chunk(kind: str, frame: pd.DataFrame, mapping: dict[str, str], keep_extra: bool, ids: KnownIds | None = None) -> ChunkResult:
     parsed = parse_chunk(kind, frame, mapping)
-    parsed.mapping = mapping
     if kind == ImportKind.ACTIVITIES:
         result = _write_activities(frame, parsed, ids or KnownIds())
     else:
