@@ -27,6 +27,11 @@ def browser_page():
         page = browser.new_page(viewport={"width": 1400, "height": 900})
         page.set_default_timeout(30_000)
         yield page
+        # ORM calls made while Playwright's loop runs open a connection in that context;
+        # close it here, or PostgreSQL refuses to drop the test database at the end.
+        from django.db import connections
+
+        connections.close_all()
         browser.close()
     os.environ.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
 
