@@ -36,6 +36,12 @@ class CustomerQuerySet(models.QuerySet):
         """Customers with any activity at or after `since`."""
         return self.filter(persona__last_active_at__gte=since)
 
+    def in_audience(self, audience: "Audience"):
+        """Customers the audience's rule selects now: one SQL statement, however deep the rule."""
+        from .rules import compile_rule
+
+        return self.filter(compile_rule(audience.rule, Audience.rule_of))
+
 
 class Customer(models.Model):
     external_id = models.CharField(max_length=64, unique=True)
@@ -280,3 +286,39 @@ class DataImport(models.Model):
     @property
     def loaded_summary(self) -> str:
         return f"{self.rows_created:,} new · {self.rows_updated:,} updated"
+
+
+class AudienceQuerySet(models.QuerySet):
+    def rule_based(self):
+        """Audiences defined by a rule tree (the ones other rules may include)."""
+        return self.filter(kind=Audience.Kind.RULES)
+
+
+class Audience(models.Model):
+    """A group of customers, defined by a rule tree over personas and behaviour (see rules.py)."""
+
+    class Kind(models.TextChoices):
+        RULES = "rules", "Rules"
+
+    name = models.CharField(max_length=120, unique=True)
+    description = models.TextField(blank=True)
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.RULES)
+    rule = models.JSONField(default=dict)
+    size = models.PositiveIntegerField(null=True, blank=True, help_text="Members at size_at")
+    size_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    objects = AudienceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @staticmethod
+    def rule_of(audience_id: int) -> dict | None:
+        """The rule of another rule audience, for `in_audience` references (None if there is none)."""
+        return Audience.objects.rule_based().filter(pk=audience_id).values_list("rule", flat=True).first()
