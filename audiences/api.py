@@ -99,18 +99,28 @@ def load_batch(kind: str, items) -> tuple[dict, int]:
             rows.append({})
             continue
         rows.append({k: _cell(v) for k, v in item.items()})
+    # Items that send the same fields are loaded together, each group mapping only its own
+    # fields, so a field an item leaves out keeps its stored value.
+    groups: dict[frozenset, list[int]] = {}
     bad_index = {r["index"] for r in rejected}
-    frame = pd.DataFrame(rows, columns=sorted(known), dtype=object).fillna("").astype(str)
-    frame.index = pd.RangeIndex(2, 2 + len(frame))  # spreadsheet-style rows, as in file imports
-    frame = frame.drop(index=[i + 2 for i in bad_index])
-    mapping = {name: name for name in known}
-    result = imports.load_chunk(kind, frame, mapping, keep_extra=False) if len(frame) else imports.ChunkResult()
-    for errors in result.errors:
-        for e in errors.to_dict("records"):
-            rejected.append({"index": int(e["row"]) - 2, "field": e["column"], "value": e["value"], "reason": e["reason"]})
+    for index, row in enumerate(rows):
+        if index not in bad_index:
+            groups.setdefault(frozenset(row), []).append(index)
+    accepted = created = 0
+    ids = imports.KnownIds()
+    for fields, indexes in groups.items():
+        columns = sorted(fields)
+        frame = pd.DataFrame([rows[i] for i in indexes], columns=columns, dtype=object).astype(str)
+        frame.index = pd.Index([i + 2 for i in indexes])  # spreadsheet-style rows, as in file imports
+        result = imports.load_chunk(kind, frame, {name: name for name in columns}, keep_extra=False, ids=ids)
+        accepted += result.ok
+        created += result.created
+        for errors in result.errors:
+            for e in errors.to_dict("records"):
+                rejected.append({"index": int(e["row"]) - 2, "field": e["column"], "value": e["value"], "reason": e["reason"]})
     rejected.sort(key=lambda r: r["index"])
-    body = {"accepted": result.ok, "created": result.created, "rejected": rejected}
-    return body, (status.HTTP_200_OK if result.ok or not rejected else status.HTTP_400_BAD_REQUEST)
+    body = {"accepted": accepted, "created": created, "rejected": rejected}
+    return body, (status.HTTP_200_OK if accepted or not rejected else status.HTTP_400_BAD_REQUEST)
 
 
 class BatchUpsert:

@@ -27,6 +27,7 @@ from .models import Activity, ActivityKind, Customer, DataImport, ImportKind, It
 
 CHUNK_ROWS = 100_000
 ERRORS_KEPT = 500  # in the database; the full list goes to the error report file
+LIST_ENTRY_MAX = 100  # a genre or mood name; Persona.top_genre / top_mood hold 100 characters
 
 
 class Missing:
@@ -66,7 +67,7 @@ FIELDS: dict[str, list[Field]] = {
         Field("language", "Language", "text", aliases=("lang",), max_length=16),
         Field("moods", "Mood tags", "list", aliases=("mood",), help="separated by | ; or ,"),
         Field("release_date", "Release date", "date", aliases=("released", "release")),
-        Field("price", "Price", "money", aliases=("cost", "amount"), minimum=0),
+        Field("price", "Price", "money", aliases=("cost", "amount"), minimum=0, maximum=99_999_999.99),  # numeric(10, 2)
         Field("attributes", "Attributes (JSON object)", "json", aliases=("attrs", "extra")),
     ],
     ImportKind.ACTIVITIES: [
@@ -76,8 +77,9 @@ FIELDS: dict[str, list[Field]] = {
         Field("item", "Item id", "text", aliases=("item_id", "track_id", "artist_id", "sku"), max_length=64),
         Field("kind", "Activity kind", "activity_kind", True, ("action", "event", "type", "event_type"),
               help=", ".join(ActivityKind.labels)),
-        Field("quantity", "Quantity", "float", aliases=("count", "qty", "plays", "weight"), minimum=0),
-        Field("value", "Value (money)", "money", aliases=("revenue", "amount", "price")),
+        Field("quantity", "Quantity", "float", aliases=("count", "qty", "plays", "weight"), minimum=0, maximum=1e9),
+        Field("value", "Value (money)", "money", aliases=("revenue", "amount", "price"),
+              minimum=-9_999_999_999.99, maximum=9_999_999_999.99),  # numeric(12, 2); refunds are negative
         Field("occurred_at", "Time", "datetime", True, ("timestamp", "time", "ts", "date", "datetime", "event_time")),
     ],
 }
@@ -178,11 +180,13 @@ def read_chunks(path: Path, fmt: str, chunk_rows: int = CHUNK_ROWS) -> Iterator[
         encoding="utf-8-sig",
         encoding_errors="replace",
         skipinitialspace=True,
+        skip_blank_lines=False,  # keep blank lines while numbering, so row numbers match the file
     )
     for frame in reader:
         frame.index = pd.RangeIndex(first_row, first_row + len(frame))
         first_row += len(frame)
-        yield frame
+        frame = frame.fillna("")
+        yield frame[frame.ne("").any(axis=1)]
 
 
 def count_rows(path: Path, fmt: str) -> int:
@@ -234,7 +238,10 @@ class Parsed:
             return
         reasons = reason[mask] if isinstance(reason, pd.Series) else reason
         self.errors.append(
-            pd.DataFrame({"row": raw.index[mask], "column": f_column, "value": raw[mask].str.slice(0, 80), "reason": reasons})
+            pd.DataFrame({"row": raw.index[mask], "column": f_column,
+                          # shown, never stored as data: NUL cannot go into PostgreSQL text or jsonb
+                          "value": raw[mask].astype(str).str.slice(0, 80).str.replace("\x00", "\u2400", regex=False),
+                          "reason": reasons})
         )
         self.bad |= mask
 
@@ -255,7 +262,7 @@ def _parse_json_object(text: str):
         return {}
     try:
         value = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: absurdly nested input
         return Missing
     return value if isinstance(value, dict) else Missing
 
@@ -267,6 +274,9 @@ def parse_column(f: Field, column: str, raw: pd.Series, parsed: Parsed) -> None:
     if f.required:
         parsed.flag(column, raw, empty, "required: the cell is empty")
     kind = f.parse
+    if kind in ("text", "list", "json"):
+        # PostgreSQL text cannot hold NUL; one such cell must not sink the whole chunk.
+        parsed.flag(column, raw, text.str.contains("\x00", regex=False), "contains a NUL character")
     if kind == "text":
         if f.max_length:
             parsed.flag(column, raw, text.str.len() > f.max_length, f"longer than {f.max_length} characters")
@@ -274,6 +284,7 @@ def parse_column(f: Field, column: str, raw: pd.Series, parsed: Parsed) -> None:
     elif kind in ("int", "float", "money"):
         number = _parse_numbers(text)
         parsed.flag(column, raw, ~empty & number.isna(), "not a number")
+        parsed.flag(column, raw, number.notna() & ~np.isfinite(number.astype(float)), "not a finite number")
         if kind == "int":
             parsed.flag(column, raw, number.notna() & (number % 1 != 0), "not a whole number")
         if f.minimum is not None:
@@ -311,11 +322,14 @@ def parse_column(f: Field, column: str, raw: pd.Series, parsed: Parsed) -> None:
         def safe_split(t: str):
             try:
                 return _split_list(t)
-            except ValueError:
+            except (ValueError, RecursionError):
                 return Missing
 
         value = text.map(safe_split)
         parsed.flag(column, raw, value.map(lambda v: v is Missing), "not a list (use a|b|c or a JSON array)")
+        # Entries become persona keys and top_* columns of 100 characters.
+        too_long = value.map(lambda v: v is not Missing and any(len(e) > LIST_ENTRY_MAX for e in v))
+        parsed.flag(column, raw, too_long, f"an entry is longer than {LIST_ENTRY_MAX} characters")
     elif kind == "json":
         value = text.map(_parse_json_object)
         parsed.flag(column, raw, value.map(lambda v: v is Missing), 'not a JSON object (e.g. {"plan": "family"})')
@@ -330,6 +344,8 @@ def parse_chunk(kind: str, frame: pd.DataFrame, mapping: dict[str, str]) -> Pars
         column = mapping.get(f.name)
         if column:
             parse_column(f, column, frame[column], parsed)
+        elif f.required:  # a batch item without the field (files are refused earlier by check_mapping)
+            parsed.flag(f.name, pd.Series("", index=frame.index), pd.Series(True, index=frame.index), "required: the field is missing")
     return parsed
 
 
@@ -448,6 +464,8 @@ def _source(parsed: Parsed, name: str) -> str:
 
 def load_chunk(kind: str, frame: pd.DataFrame, mapping: dict[str, str], keep_extra: bool, ids: KnownIds | None = None) -> ChunkResult:
     parsed = parse_chunk(kind, frame, mapping)
+    if parsed.bad.all():
+        return ChunkResult(errors=parsed.errors)
     if kind == ImportKind.ACTIVITIES:
         result = _write_activities(frame, parsed, ids or KnownIds())
     else:
@@ -462,6 +480,12 @@ def load_chunk(kind: str, frame: pd.DataFrame, mapping: dict[str, str], keep_ext
 
 
 Progress = Callable[[float, str], None]
+
+
+def _spreadsheet_safe(errors: pd.DataFrame) -> pd.DataFrame:
+    """Quote cells a spreadsheet would run as a formula (=, +, -, @): the report echoes user input."""
+    risky = errors["value"].astype(str).str.match(r"^[=+\-@\t\r]")
+    return errors.assign(value=errors["value"].where(~risky, "'" + errors["value"].astype(str)))
 
 
 def run_import(data_import: DataImport, progress: Progress | None = None, keep_extra: bool = True) -> DataImport:
@@ -495,7 +519,7 @@ def run_import(data_import: DataImport, progress: Progress | None = None, keep_e
     data_import.errors = [{**e, "row": int(e["row"])} for e in kept]
     fields = ["rows_total", "rows_ok", "rows_failed", "rows_created", "errors"]
     if report_lines:
-        report = pd.concat(report_lines).to_csv(index=False)
+        report = _spreadsheet_safe(pd.concat(report_lines)).to_csv(index=False)
         data_import.error_report.save(f"import-{data_import.pk}-errors.csv", ContentFile(report.encode()), save=False)
         fields.append("error_report")
     data_import.save(update_fields=fields)

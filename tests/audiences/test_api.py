@@ -96,6 +96,9 @@ def test_customers_and_items_are_upserted_in_batches(client, base, token):
                     content_type="application/json", **auth(key))
     assert r.json() == {"accepted": 2, "created": 1, "rejected": []}
     assert Customer.objects.get(external_id="c1").region == "north"
+    r = client.post("/api/v1/customers", [{"external_id": "c3", "region": "east"}], content_type="application/json", **auth(key))
+    c3 = Customer.objects.get(external_id="c3")
+    assert (c3.region, c3.birth_year) == ("east", 1999), "fields an item leaves out keep their stored values"
     r = client.post("/api/v1/items", [{"external_id": "t2", "title": "New", "genres": ["k-pop", "pop"]}],
                     content_type="application/json", **auth(key))
     assert r.status_code == 200 and Item.objects.get(external_id="t2").genres == ["k-pop", "pop"]

@@ -200,3 +200,36 @@ def test_analysts_cannot_start_an_import(db, tmp_path, ann, client):
     assert client.post(reverse("imports:detail", args=[data_import.pk]), {"external_id": "id"}).status_code == 403
     data_import.refresh_from_db()
     assert data_import.status == DataImport.Status.MAPPING
+
+
+def test_hostile_cells_are_rejected_one_by_one_and_the_rest_kept(db, tmp_path):
+    text = ("item_id,title,genres,price\n"
+            "ok,Fine,pop,1.5\n"
+            "nul,Bad\x00title,pop,1\n"
+            "inf,Forever,pop,inf\n"
+            "big,Pricey,pop,1e9\n"
+            f"long,Long genre,{'x' * 101},1\n"
+            'deep,Deep,"' + "[" * 5000 + '",1\n')
+    result = load("items", text, tmp_path)
+    assert errors_of(result) == {
+        (3, "title", "contains a NUL character"),
+        (4, "price", "not a finite number"),
+        (4, "price", "above the maximum of 1e+08"),
+        (5, "price", "above the maximum of 1e+08"),
+        (6, "genres", "an entry is longer than 100 characters"),
+        (7, "genres", "not a list (use a|b|c or a JSON array)"),
+    }
+    assert list(Item.objects.values_list("external_id", flat=True)) == ["ok"]
+
+
+def test_row_numbers_count_blank_lines(db, tmp_path):
+    result = load("customers", "customer_id,birth_year\n\nc10,1990\n\n\nc11,abc\n", tmp_path)
+    assert errors_of(result) == {(6, "birth_year", "not a number")}  # line 6 of the file
+    assert result.rows_ok == 1
+
+
+def test_the_error_report_defuses_spreadsheet_formulas(db, tmp_path):
+    result = load("customers", "customer_id,birth_year\nc1,=1+1\nc2,-2+3\nc3,@SUM(A1)\n", tmp_path)
+    report = result.error_report.open("rb").read().decode()
+    assert "'=1+1" in report and "'-2+3" in report and "'@SUM(A1)" in report
+    assert "\n3,birth_year,=1+1" not in report
