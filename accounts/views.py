@@ -3,6 +3,7 @@ from __future__ import annotations
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from . import actions
@@ -57,6 +58,7 @@ def user_edit(request, pk: int):
                   status=400 if form.errors else 200)
 
 
+@never_cache  # the response shows a plain token once; no cache may keep it
 @require_http_methods(["GET", "POST"])
 @admin_required
 def client_new(request):

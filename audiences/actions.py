@@ -44,6 +44,9 @@ def queue_import(data_import: DataImport, mapping: dict[str, str], *, by, keep_e
     errors = imports.check_mapping(data_import.kind, mapping, data_import.columns)
     if errors:
         raise ValueError(errors)
+    # Claimed atomically: a double-submitted mapping form must not queue the file twice.
+    if not DataImport.objects.filter(pk=data_import.pk, status=DataImport.Status.MAPPING).update(status=DataImport.Status.QUEUED):
+        raise ImportRejected("This file has already been sent for import.")
     from .tasks import run_import
 
     job = Job.objects.create(kind="import", title=f"Import {data_import.get_kind_display().lower()} from {data_import.original_name}", created_by=by)

@@ -56,6 +56,12 @@ class PersonaSettingsForm(StyledForm, forms.ModelForm):
             raise forms.ValidationError("Use a half-life between 0.5 and 730 days.")
         return value
 
+    def clean_top_n(self):
+        value = self.cleaned_data["top_n"]
+        if not 1 <= value <= 100:
+            raise forms.ValidationError("Keep between 1 and 100 preferences per dimension.")
+        return value
+
     def clean(self):
         data = super().clean()
         loyal, active = data.get("loyal_revenue_share"), data.get("active_revenue_share")

@@ -196,6 +196,7 @@ class PersonaSettings(models.Model):
     last_built_at = models.DateTimeField(null=True, blank=True)
     last_activity_id = models.BigIntegerField(default=0, help_text="Activities up to this id are in the personas.")
     build_started_at = models.DateTimeField(null=True, blank=True, help_text="Set while a build runs (a lock)")
+    build_job_id = models.BigIntegerField(null=True, blank=True, help_text="The job holding the build lock")
 
     BUILD_LOCK_TIMEOUT = timedelta(hours=6)
 
@@ -219,19 +220,20 @@ class PersonaSettings(models.Model):
         return obj
 
     @classmethod
-    def claim_build(cls) -> bool:
-        """Take the build lock atomically; False when another build holds it (hourly and nightly may overlap).
+    def claim_build(cls, job_id: int) -> bool:
+        """Take the build lock for this job; False when another build holds it (hourly and nightly may overlap).
 
-        A lock older than BUILD_LOCK_TIMEOUT belongs to a worker that died and is taken over.
+        The same job may take it again (a redelivered task after its worker died), and a lock
+        older than BUILD_LOCK_TIMEOUT belongs to a dead worker and is taken over.
         """
         cls.load()
         now = timezone.now()
-        free = Q(build_started_at__isnull=True) | Q(build_started_at__lt=now - cls.BUILD_LOCK_TIMEOUT)
-        return cls.objects.filter(free, pk=1).update(build_started_at=now) == 1
+        free = Q(build_started_at__isnull=True) | Q(build_started_at__lt=now - cls.BUILD_LOCK_TIMEOUT) | Q(build_job_id=job_id)
+        return cls.objects.filter(free, pk=1).update(build_started_at=now, build_job_id=job_id) == 1
 
     @classmethod
-    def release_build(cls) -> None:
-        cls.objects.filter(pk=1).update(build_started_at=None)
+    def release_build(cls, job_id: int) -> None:
+        cls.objects.filter(pk=1, build_job_id=job_id).update(build_started_at=None, build_job_id=None)
 
     def weights(self) -> dict[str, float]:
         return {**self.DEFAULT_KIND_WEIGHTS, **(self.kind_weights or {})}

@@ -5,12 +5,12 @@ from __future__ import annotations
 from celery import shared_task
 from django.db import transaction
 
-from ml.models import running
+from ml.models import Job, running
 
 from .models import DataImport, PersonaSettings
 
 
-@shared_task(name="audiences.run_import", acks_late=True, max_retries=3)
+@shared_task(name="audiences.run_import", acks_late=True)
 def run_import(job_id: int, import_id: int) -> None:
     """Load an uploaded file. Rows are upserted, so a retry after a crash duplicates nothing."""
     from . import imports
@@ -19,6 +19,10 @@ def run_import(job_id: int, import_id: int) -> None:
     DataImport.objects.filter(pk=import_id).update(status=DataImport.Status.RUNNING)
     try:
         with running(job_id) as job:
+            if job is None:  # already done, or given up after repeated worker deaths
+                done = Job.objects.filter(pk=job_id, status=Job.Status.SUCCEEDED).exists()
+                DataImport.objects.filter(pk=import_id).update(status=DataImport.Status.DONE if done else DataImport.Status.FAILED)
+                return
             imports.run_import(data_import, progress=job.report, keep_extra=data_import.keep_extra)
             job.result = {
                 "rows": data_import.rows_total,
@@ -46,12 +50,14 @@ def build_personas(job_id: int | None = None, full: bool = False) -> None:
         with transaction.atomic():
             job_id = persona_job(full=full, by=None).pk
     with running(job_id) as job:
-        if not PersonaSettings.claim_build():
+        if job is None:
+            return
+        if not PersonaSettings.claim_build(job_id):
             job.message = "Skipped: another persona build is running"
             return
         try:
             summary = build(full=full, progress=job.report)
         finally:
-            PersonaSettings.release_build()
+            PersonaSettings.release_build(job_id)
         job.result = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, dict, list))}
         job.message = f"{summary.get('customers_rebuilt', 0):,} personas rebuilt"

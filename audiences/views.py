@@ -209,10 +209,7 @@ def persona_rebuild(request):
 def import_list(request):
     imports = DataImport.objects.select_related("job", "created_by")
     page = Paginator(imports, 20).get_page(request.GET.get("page"))
-    totals = DataImport.objects.aggregate(
-        files=Count("id"), rows=Count("id"), failed=Count("id", filter=Q(status=DataImport.Status.FAILED))
-    )
-    return render(request, "audiences/import_list.html", {"page_obj": page, "totals": totals, "query": "", "target": "#imports"})
+    return render(request, "audiences/import_list.html", {"page_obj": page, "query": "", "target": "#imports"})
 
 
 @require_http_methods(["GET", "POST"])
@@ -252,6 +249,9 @@ def _start_import(request, data_import: DataImport):
         try:
             actions.queue_import(data_import, form.mapping(), by=request.user,
                                  keep_extra=form.cleaned_data.get("keep_extra", False))
+        except actions.ImportRejected as exc:
+            messages.warning(request, str(exc))
+            return redirect("imports:detail", pk=data_import.pk)
         except ValueError as exc:
             for name, reason in exc.args[0].items():
                 form.add_error(name if name in form.fields else None, reason)

@@ -3,9 +3,9 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
+from accounts.permissions import AnyRoleOrToken
 from config.views import healthz
 
-from rest_framework.permissions import IsAuthenticated
 from audiences import urls as audiences_urls
 from marketing import urls as marketing_urls
 from marketing import views as marketing_views
@@ -28,6 +28,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include(audiences_urls.api_urls)),
     path("healthz", healthz, name="healthz"),
-    path("api/v1/schema", SpectacularAPIView.as_view(permission_classes=[IsAuthenticated]), name="api-schema"),
+    path("api/v1/schema", SpectacularAPIView.as_view(permission_classes=[AnyRoleOrToken]), name="api-schema"),
 ]
 

@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import models, transaction
+from django.db.models import F
 from django.utils import timezone
 
 
@@ -75,20 +76,44 @@ def enqueue(task, job: Job, *args, **kwargs) -> None:
     transaction.on_commit(lambda: task.apply_async(args=(job.pk, *args), kwargs=kwargs))
 
 
+MAX_ATTEMPTS = 3
+
+
+def claim(job_id: int) -> Job | None:
+    """Start one more attempt at the job; None when it must not run.
+
+    A task redelivered after its worker died (acks_late) claims again. A job that already
+    succeeded is not redone, and one that used up MAX_ATTEMPTS (say, a file that kills the
+    worker every time) is marked failed instead of being redelivered forever.
+    """
+    now = timezone.now()
+    claimed = (
+        Job.objects.filter(pk=job_id, attempts__lt=MAX_ATTEMPTS)
+        .exclude(status=Job.Status.SUCCEEDED)
+        .update(status=Job.Status.RUNNING, started_at=now, finished_at=None, error="", attempts=F("attempts") + 1)
+    )
+    job = Job.objects.get(pk=job_id)
+    if claimed:
+        return job
+    if job.status != Job.Status.SUCCEEDED:
+        Job.objects.filter(pk=job_id).update(
+            status=Job.Status.FAILED, finished_at=now,
+            error=f"Gave up after {job.attempts} attempts: the worker stopped during each of them.",
+        )
+    return None
+
+
 @contextmanager
 def running(job_id: int):
-    """Mark the job running, then succeeded or failed; yields the Job for `report()`.
+    """Claim the job, then mark it succeeded or failed; yields the Job for `report()`, or None.
 
-    A retried task (worker killed, acks_late) enters here again: the attempt count
-    shows it and the task body must be idempotent.
+    None means the job must not run (see claim); the task returns at once. The task body
+    must be idempotent: a retried attempt enters here again.
     """
-    job = Job.objects.get(pk=job_id)
-    job.status = Job.Status.RUNNING
-    job.started_at = timezone.now()
-    job.finished_at = None
-    job.error = ""
-    job.attempts += 1
-    job.save(update_fields=["status", "started_at", "finished_at", "error", "attempts"])
+    job = claim(job_id)
+    if job is None:
+        yield None
+        return
     try:
         yield job
     except Exception as exc:

@@ -136,3 +136,39 @@ def test_the_openapi_schema_is_served_to_authenticated_callers(client, db, token
     response = client.get("/api/v1/schema", **auth(token("jobs:read")))
     assert response.status_code == 200
     assert b"/api/v1/activities" in response.content and b"bearerAuth" in response.content
+
+
+ENDPOINTS = [
+    # (url, method, scope)
+    ("/api/v1/customers", "get", "customers:read"),
+    ("/api/v1/customers", "post", "customers:write"),
+    ("/api/v1/customers/c1", "get", "customers:read"),
+    ("/api/v1/items", "get", "catalogue:read"),
+    ("/api/v1/items", "post", "catalogue:write"),
+    ("/api/v1/activities", "post", "activities:write"),
+    ("/api/v1/jobs/{job}", "get", "jobs:read"),
+]
+
+
+@pytest.mark.parametrize("url,method,scope", ENDPOINTS)
+def test_every_endpoint_needs_its_own_scope(client, base, token, url, method, scope):
+    url = url.format(job=Job.objects.create(kind="t", title="T").pk)
+    call = getattr(client, method)
+    body = {"data": [], "content_type": "application/json"} if method == "post" else {}
+    assert call(url, **body).status_code in (401, 403)
+    others = [s for s in ("customers:read", "customers:write", "catalogue:read", "catalogue:write", "activities:write", "jobs:read") if s != scope]
+    assert call(url, **body, **auth(token(*others))).status_code == 403
+    assert call(url, **body, **auth(token(scope))).status_code == 200
+
+
+@pytest.mark.parametrize("url", sorted({u for u, _, _ in ENDPOINTS}))
+def test_every_endpoint_refuses_unknown_methods_with_405(client, base, token, url):
+    url = url.format(job=Job.objects.create(kind="t", title="T").pk)
+    key = auth(token("customers:read", "customers:write", "catalogue:read", "catalogue:write", "activities:write", "jobs:read"))
+    assert client.delete(url, **key).status_code == 405
+    assert client.patch(url, {}, content_type="application/json", **key).status_code == 405
+
+
+def test_the_schema_needs_a_role_or_a_token(client, db, nora):
+    client.force_login(nora)
+    assert client.get("/api/v1/schema").status_code == 403

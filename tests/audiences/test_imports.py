@@ -233,3 +233,24 @@ def test_the_error_report_defuses_spreadsheet_formulas(db, tmp_path):
     report = result.error_report.open("rb").read().decode()
     assert "'=1+1" in report and "'-2+3" in report and "'@SUM(A1)" in report
     assert "\n3,birth_year,=1+1" not in report
+
+
+def test_a_double_submitted_mapping_queues_the_file_once(db, tmp_path, mark):
+    from audiences import actions
+    from ml.models import Job
+
+    data_import = DataImport.objects.create(kind="customers", original_name="x.csv", file_format="csv",
+                                            columns=["id"], mapping={"external_id": "id"})
+    actions.queue_import(data_import, {"external_id": "id"}, by=mark)
+    with pytest.raises(actions.ImportRejected, match="already been sent"):
+        actions.queue_import(DataImport.objects.get(pk=data_import.pk), {"external_id": "id"}, by=mark)
+    assert Job.objects.filter(kind="import").count() == 1
+
+
+def test_persona_settings_refuse_nonsense(client, mark):
+    client.force_login(mark)
+    response = client.post(reverse("customers:persona_settings"),
+                           {"half_life_days": 30, "loyal_revenue_share": 0.7, "active_revenue_share": 0.4, "top_n": 0})
+    page = response.content.decode()
+    assert response.status_code == 400
+    assert "Keep between 1 and 100 preferences" in page and "Loyal + active must stay under 1 (now 1.10)" in page

@@ -224,13 +224,14 @@ def test_a_second_build_is_skipped_while_one_holds_the_lock(db):
     from audiences.models import PersonaSettings
     from audiences.tasks import build_personas as build_task
 
-    assert PersonaSettings.claim_build() is True
-    assert PersonaSettings.claim_build() is False
+    assert PersonaSettings.claim_build(1000) is True
+    assert PersonaSettings.claim_build(1001) is False
+    assert PersonaSettings.claim_build(1000) is True, "a redelivered task of the same job takes its lock back"
     job = persona_job(full=True, by=None)
     build_task(job_id=job.pk, full=True)
     job.refresh_from_db()
     assert job.status == "succeeded" and job.message == "Skipped: another persona build is running"
-    PersonaSettings.release_build()
+    PersonaSettings.release_build(1000)
     job = persona_job(full=True, by=None)
     build_task(job_id=job.pk, full=True)
     job.refresh_from_db()
@@ -247,4 +248,4 @@ def test_a_lock_left_by_a_dead_worker_expires(db):
 
     PersonaSettings.load()
     PersonaSettings.objects.update(build_started_at=timezone.now() - timedelta(hours=7))
-    assert PersonaSettings.claim_build() is True
+    assert PersonaSettings.claim_build(7) is True

@@ -27,13 +27,31 @@ def test_a_failure_is_recorded_with_its_error_and_reraised(db):
     assert "Traceback" in job.result["traceback"]
 
 
-def test_a_retry_counts_as_another_attempt(db):
+def test_a_redelivered_job_that_already_succeeded_is_not_run_again(db):
     job = Job.objects.create(kind="t", title="T")
-    for _ in range(2):
-        with running(job.pk):
-            pass
+    with running(job.pk) as first:
+        assert first is not None
+    with running(job.pk) as second:
+        assert second is None
     job.refresh_from_db()
-    assert job.attempts == 2
+    assert (job.status, job.attempts) == ("succeeded", 1)
+
+
+def test_a_job_whose_worker_keeps_dying_is_given_up_after_three_attempts(db):
+    from ml.models import MAX_ATTEMPTS
+
+    job = Job.objects.create(kind="t", title="T")
+    for _ in range(MAX_ATTEMPTS):  # each attempt "dies": claimed, never finished
+        Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING)
+        with running(job.pk) as attempt:
+            assert attempt is not None
+            raise_later = attempt
+        Job.objects.filter(pk=raise_later.pk).update(status=Job.Status.RUNNING, finished_at=None)
+    with running(job.pk) as attempt:
+        assert attempt is None
+    job.refresh_from_db()
+    assert job.status == "failed" and job.attempts == MAX_ATTEMPTS
+    assert job.error.startswith("Gave up after 3 attempts")
 
 
 def test_progress_is_clamped_between_0_and_1(db):

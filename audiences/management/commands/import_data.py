@@ -44,7 +44,11 @@ class Command(BaseCommand):
         def progress(fraction, message):
             self.stderr.write(f"\r{fraction:6.1%}  {message}", ending="")
 
-        imports.run_import(data_import, progress=progress, keep_extra=not no_extra)
+        try:
+            imports.run_import(data_import, progress=progress, keep_extra=not no_extra)
+        except Exception:
+            DataImport.objects.filter(pk=data_import.pk).update(status=DataImport.Status.FAILED)
+            raise
         data_import.status = DataImport.Status.DONE
         data_import.save(update_fields=["status"])
         self.stderr.write("")
