@@ -23,7 +23,7 @@ from django.core.files.base import ContentFile
 from django.db import transaction
 
 from . import bulk
-from .models import Activity, ActivityKind, Customer, DataImport, ImportKind, Item, ItemKind
+from .models import Activity, ActivityKind, Customer, DataImport, ImportKind, Item, ItemKind, Persona
 
 CHUNK_ROWS = 100_000
 ERRORS_KEPT = 500  # in the database; the full list goes to the error report file
@@ -455,6 +455,11 @@ def _write_activities(frame: pd.DataFrame, parsed: Parsed, ids: KnownIds) -> Chu
         written = bulk.upsert(Activity, data.rename(columns={"customer": "customer_id", "item": "item_id"}), conflict="key")
     result.ok = int(good.sum())
     result.created = written.created
+    if written.created < written.rows:
+        # Some rows replaced stored ones without a new id: the incremental persona build must redo them.
+        touched = data["customer"].unique().tolist()
+        for start in range(0, len(touched), 5000):
+            Persona.objects.filter(customer_id__in=touched[start : start + 5000], stale=False).update(stale=True)
     return result
 
 

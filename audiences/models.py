@@ -173,6 +173,9 @@ class Persona(models.Model):
     spend_90d = models.DecimalField(max_digits=12, decimal_places=2, default=0)
     last_active_at = models.DateTimeField(null=True, blank=True, db_index=True)
     segment = models.CharField(max_length=8, choices=Segment.choices, default=Segment.CASUAL, db_index=True)
+    stale = models.BooleanField(
+        default=False, db_default=False, help_text="An activity of this customer was changed in place; rebuild next time"
+    )
     as_of = models.DateTimeField(help_text="The time the decay and windows were computed at")
 
     def __str__(self) -> str:

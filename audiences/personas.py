@@ -140,7 +140,7 @@ def refresh_segments(settings: PersonaSettings | None = None) -> dict:
 _UPDATED = [
     "artists", "genres", "languages", "moods", "top_artist", "top_genre", "top_language", "top_mood",
     *[f"plays_{d}d" for d in WINDOWS_DAYS], *[f"activities_{d}d" for d in WINDOWS_DAYS],
-    "purchases_90d", "spend_90d", "last_active_at", "as_of",
+    "purchases_90d", "spend_90d", "last_active_at", "as_of", "stale",
 ]  # fmt: skip
 
 
@@ -148,6 +148,7 @@ def _persona_rows(personas: pd.DataFrame, as_of: datetime) -> pd.DataFrame:
     rows = personas.rename(columns={"customer_id": "customer"})
     rows["as_of"] = pd.Series(pd.Timestamp(as_of), index=rows.index, dtype="datetime64[us, UTC]")
     rows["segment"] = Segment.CASUAL.value
+    rows["stale"] = False
     return rows
 
 
@@ -159,13 +160,16 @@ def _all_customers() -> list[int]:
 
 
 def _changed_customers(settings: PersonaSettings, as_of: datetime, horizon_days: float) -> list[int]:
-    """Customers with new activity, or with activity entering or leaving a window since the last build."""
+    """Customers with new activity, activity entering or leaving a window since the last build, or a stale persona."""
     since = settings.last_built_at
     changed = Q(id__gt=settings.last_activity_id)
     for days in (0, *WINDOWS_DAYS, horizon_days):
         shift = timedelta(days=days)
         changed |= Q(occurred_at__gt=since - shift, occurred_at__lte=as_of - shift)
-    return sorted(set(Activity.objects.filter(changed).values_list("customer_id", flat=True).distinct()))
+    touched = Activity.objects.filter(changed).values_list("customer_id", flat=True).distinct()
+    # Re-imported events keep their ids, so an activity changed in place marks its persona stale instead.
+    stale = Persona.objects.filter(stale=True).values_list("customer_id", flat=True)
+    return sorted(set(touched) | set(stale))
 
 
 class _Catalogue:

@@ -249,3 +249,24 @@ def test_a_lock_left_by_a_dead_worker_expires(db):
     PersonaSettings.load()
     PersonaSettings.objects.update(build_started_at=timezone.now() - timedelta(hours=7))
     assert PersonaSettings.claim_build(7) is True
+
+
+def test_an_event_changed_in_place_is_rebuilt_by_the_next_incremental_build(db):
+    from decimal import Decimal
+
+    from audiences.api import load_batch
+    from audiences.models import Customer, Persona
+    from audiences.personas import build_personas as build
+
+    Customer.objects.create(external_id="buyer")
+    when = "2024-05-01T10:00:00Z"
+    as_of = datetime(2024, 5, 2, tzinfo=timezone.utc)
+    load_batch("activities", [{"external_id": "p1", "customer": "buyer", "kind": "purchase", "value": 5, "occurred_at": when}])
+    build(full=True, as_of=as_of)
+    assert Persona.objects.get().spend_90d == Decimal("5.00")
+    body, _ = load_batch("activities", [{"external_id": "p1", "customer": "buyer", "kind": "purchase", "value": 50, "occurred_at": when}])
+    assert body["created"] == 0
+    assert Persona.objects.get().stale is True
+    summary = build(full=False, as_of=as_of + timedelta(minutes=5))
+    persona = Persona.objects.get()
+    assert summary["customers_rebuilt"] == 1 and persona.spend_90d == Decimal("50.00") and persona.stale is False
