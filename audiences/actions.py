@@ -17,9 +17,12 @@ class ImportRejected(ValueError):
     """The file cannot be imported at all (unreadable, empty, wrong type); says why."""
 
 
-@transaction.atomic
 def receive_upload(upload: UploadedFile, kind: str, *, by) -> DataImport:
-    """Store an uploaded file, read its header and first rows, and guess the column mapping."""
+    """Store an uploaded file, read its header and first rows, and guess the column mapping.
+
+    Not one transaction: copying and reading a large file must not hold SQLite's write lock;
+    the row is written last, and the file is removed if that fails.
+    """
     try:
         fmt = imports.file_format(upload.name)
     except ValueError as exc:
@@ -34,7 +37,11 @@ def receive_upload(upload: UploadedFile, kind: str, *, by) -> DataImport:
     data_import.columns = columns
     data_import.preview = [[str(v)[:60] for v in row] for row in preview]
     data_import.mapping = imports.guess_mapping(kind, columns)
-    data_import.save()
+    try:
+        data_import.save()
+    except Exception:
+        data_import.file.delete(save=False)
+        raise
     return data_import
 
 

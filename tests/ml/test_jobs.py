@@ -78,3 +78,21 @@ def test_the_jobs_page_filters_by_status_and_shows_errors(client, ann):
     client.force_login(ann)
     page = client.get(reverse("jobs:list") + "?status=failed").content.decode()
     assert "Broken" in page and "ValueError: bad file" in page and "Good" not in page
+
+
+def test_jobs_whose_worker_vanished_are_reaped(db):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from ml.tasks import reap_jobs
+
+    old = timezone.now() - timedelta(hours=7)
+    lost = Job.objects.create(kind="t", title="Lost", status=Job.Status.RUNNING, started_at=old)
+    fresh = Job.objects.create(kind="t", title="Fresh", status=Job.Status.RUNNING, started_at=timezone.now())
+    orphan = Job.objects.create(kind="t", title="Orphan")
+    Job.objects.filter(pk=orphan.pk).update(created_at=old)
+    assert reap_jobs() == 2
+    assert Job.objects.get(pk=lost.pk).status == "failed" and "worker running this job stopped" in Job.objects.get(pk=lost.pk).error
+    assert Job.objects.get(pk=fresh.pk).status == "running"
+    assert "No worker picked this job up" in Job.objects.get(pk=orphan.pk).error
