@@ -216,6 +216,8 @@ def import_list(request):
 @writer_required
 def import_new(request):
     form = UploadForm(request.POST or None, request.FILES or None, initial={"kind": request.GET.get("kind", "customers")})
+    if getattr(request, "upload_refused", None):
+        form.add_error("file", request.upload_refused)
     if request.method == "POST" and form.is_valid():
         try:
             data_import = actions.receive_upload(form.cleaned_data["file"], form.cleaned_data["kind"], by=request.user)

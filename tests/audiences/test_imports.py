@@ -254,3 +254,15 @@ def test_persona_settings_refuse_nonsense(client, mark):
     page = response.content.decode()
     assert response.status_code == 400
     assert "Keep between 1 and 100 preferences" in page and "Loyal + active must stay under 1 (now 1.10)" in page
+
+
+def test_an_upload_over_the_limit_is_stopped_with_a_reason(db, tmp_path, mark, client, settings):
+    settings.IMPORT_MAX_UPLOAD_MB = 1
+    client.force_login(mark)
+    path = tmp_path / "big.csv"
+    path.write_text("customer_id\n" + "c\n" * 700_000)  # 1.4 MB
+    with open(path, "rb") as fh:
+        response = client.post(reverse("imports:new"), {"kind": "customers", "file": fh})
+    assert response.status_code == 400
+    assert "larger than the 1 MB limit" in response.content.decode()
+    assert DataImport.objects.count() == 0
