@@ -14,15 +14,21 @@ class LimitedUpload(FileUploadHandler):
     view reads `request.upload_refused` to say why the file is missing.
     """
 
-    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+    def new_file(self, *args, **kwargs):
+        # Checked when a file part starts (not in handle_raw_input, whose exceptions Django does
+        # not catch): ordinary form posts without files are untouched.
         self.limit = settings.IMPORT_MAX_UPLOAD_MB * 1024 * 1024
         user = getattr(self.request, "user", None)
         if user is None or not user.is_authenticated:
             self.request.upload_refused = "Log in to upload files."
             raise StopUpload(connection_reset=True)
-        if content_length and content_length > self.limit + 1024 * 1024:
+        if self.content_length and self.content_length > self.limit + 1024 * 1024:
             self.request.upload_refused = f"The file is larger than the {settings.IMPORT_MAX_UPLOAD_MB:,} MB limit."
             raise StopUpload(connection_reset=True)
+        super().new_file(*args, **kwargs)
+
+    def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
+        self.content_length = content_length
         return None
 
     def receive_data_chunk(self, raw_data, start):
