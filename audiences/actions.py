@@ -82,3 +82,19 @@ def queue_persona_build(*, full: bool, by) -> Job:
 def update_persona_settings(settings_obj: PersonaSettings, *, fields: list[str]) -> PersonaSettings:
     settings_obj.save(update_fields=fields)
     return settings_obj
+
+
+@transaction.atomic
+def save_audience(audience, *, by):
+    """Save an audience and its current size (one COUNT over the compiled rule)."""
+    from django.utils import timezone
+
+    from .models import Customer
+
+    if audience.created_by_id is None:
+        audience.created_by = by
+    audience.save()
+    audience.size = Customer.objects.in_audience(audience).count()
+    audience.size_at = timezone.now()
+    audience.save(update_fields=["size", "size_at"])
+    return audience

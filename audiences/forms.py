@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import json
+
 from django import forms
 from django.conf import settings
 
 from accounts.forms import StyledForm
 
 from .imports import FIELDS
-from .models import ImportKind, PersonaSettings
+from .models import Audience, ImportKind, PersonaSettings
+from .rules import RuleError, validate
 
 
 class UploadForm(StyledForm, forms.Form):
@@ -72,3 +75,52 @@ class PersonaSettingsForm(StyledForm, forms.ModelForm):
         if loyal is not None and active is not None and loyal + active >= 1:
             self.add_error("active_revenue_share", f"Loyal + active must stay under 1 (now {loyal + active:.2f}), so someone is casual.")
         return data
+
+
+RULE_EXAMPLE = json.dumps({"all": [
+    {"field": "age", "op": "between", "value": [18, 30]},
+    {"field": "region", "op": "eq", "value": "south"},
+    {"pref": "genres", "key": "hip-hop", "op": "gte", "value": 0.3},
+    {"did": "play", "in_last_days": 7, "at_least": 3},
+]}, indent=2)
+
+
+class AudienceForm(StyledForm, forms.ModelForm):
+    rule = forms.CharField(
+        widget=forms.Textarea(attrs={"rows": 14, "class": "mono", "spellcheck": "false"}),
+        help_text="The rule as JSON; see the reference beside this form.",
+    )
+
+    class Meta:
+        model = Audience
+        fields = ["name", "description", "rule"]
+        widgets = {"description": forms.Textarea(attrs={"rows": 2})}
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if self.instance.pk and not self.is_bound:
+            self.initial["rule"] = json.dumps(self.instance.rule, indent=2)
+        elif not self.is_bound:
+            self.initial["rule"] = RULE_EXAMPLE
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if Audience.objects.filter(name__iexact=name).exclude(pk=self.instance.pk).exists():
+            raise forms.ValidationError(f"An audience named '{name}' already exists.")
+        return name
+
+    def clean_rule(self):
+        return parse_rule(self.cleaned_data["rule"], audience_id=self.instance.pk)
+
+
+def parse_rule(text: str, *, audience_id: int | None = None) -> dict:
+    """JSON text to a validated rule, or a ValidationError naming the line or the path in the tree."""
+    try:
+        rule = json.loads(text)
+    except ValueError as exc:
+        raise forms.ValidationError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
+    try:
+        validate(rule, Audience.rule_of, audience_id=audience_id)
+    except RuleError as exc:
+        raise forms.ValidationError(f"{exc.path}: {exc.reason}") from None
+    return rule

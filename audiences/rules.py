@@ -400,6 +400,16 @@ def explain(rule: dict, customer, load_audience: AudienceLoader | None = None, *
     return walk(rule)
 
 
+def outline(rule: dict) -> dict:
+    """The rule as a tree of groups and conditions in words (explain() without the verdicts)."""
+    if "all" in rule or "any" in rule:
+        key = "all" if "all" in rule else "any"
+        return {"group": key, "children": [outline(c) for c in rule[key]]}
+    if "not" in rule:
+        return {"group": "not", "children": [outline(rule["not"])]}
+    return {"condition": rule, "text": describe(rule)}
+
+
 OP_WORDS = {"eq": "is", "ne": "is not", "in": "is one of", "not_in": "is none of", "between": "is between",
             "gte": "≥", "lte": "≤", "gt": ">", "lt": "<", "contains": "contains", "is_set": "is set", "is_empty": "is empty"}
 

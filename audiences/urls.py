@@ -16,7 +16,14 @@ imports = ([
     path("<int:pk>/errors.csv", views.import_errors, name="errors"),
 ], "imports")
 
-audiences = ([path("", views.audience_list, name="list")], "audiences")
+audiences = ([
+    path("", views.audience_list, name="list"),
+    path("new/", views.audience_edit, name="new"),
+    path("preview/", views.audience_preview, name="preview"),
+    path("<int:pk>/", views.audience_detail, name="detail"),
+    path("<int:pk>/edit/", views.audience_edit, name="edit"),
+    path("<int:pk>/why/<int:customer_pk>/", views.audience_why, name="why"),
+], "audiences")
 
 api_urls = [
     path("customers", api.CustomerList.as_view(), name="api-customers"),

@@ -4,6 +4,7 @@ from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
+from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncWeek
@@ -15,9 +16,10 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.access import viewer_required, writer_required
 
 from . import actions
-from .forms import MappingForm, PersonaSettingsForm, UploadForm
+from . import rules
+from .forms import AudienceForm, MappingForm, PersonaSettingsForm, UploadForm, parse_rule
 from .imports import FIELDS
-from .models import REVENUE_KINDS, Activity, ActivityKind, Customer, DataImport, Persona, PersonaSettings, Segment
+from .models import REVENUE_KINDS, Activity, ActivityKind, Audience, Customer, DataImport, Persona, PersonaSettings, Segment
 
 CUSTOMER_COLUMNS = [
     # (label, sort key or None, css, first click sorts descending)
@@ -141,8 +143,13 @@ def customer_detail(request, pk: int):
     recent = (
         Activity.objects.filter(customer=customer).select_related("item").order_by("-occurred_at")[:25]
     )
+    memberships = [
+        (audience, Customer.objects.in_audience(audience).filter(pk=customer.pk).exists())
+        for audience in Audience.objects.all()[:20]
+    ]
     context = {
         "customer": customer,
+        "memberships": memberships,
         "attributes": [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in customer.attributes.items()],
         "persona": persona,
         "recent": recent,
@@ -274,4 +281,56 @@ def import_errors(request, pk: int):
 @require_GET
 @viewer_required
 def audience_list(request):
-    return render(request, "audiences/audience_list.html", {"customers": Customer.objects.count()})
+    audiences = Audience.objects.select_related("created_by")
+    total = Customer.objects.count()
+    return render(request, "audiences/audience_list.html", {"audiences": audiences, "customers": total})
+
+
+@require_http_methods(["GET", "POST"])
+@writer_required
+def audience_edit(request, pk: int | None = None):
+    audience = get_object_or_404(Audience, pk=pk) if pk else Audience()
+    form = AudienceForm(request.POST or None, instance=audience)
+    if request.method == "POST" and form.is_valid():
+        audience = actions.save_audience(form.save(commit=False), by=request.user)
+        messages.success(request, f"“{audience.name}” saved: {audience.size:,} customers today.")
+        return redirect("audiences:detail", pk=audience.pk)
+    context = {"form": form, "audience": audience, "fields": rules.FIELDS, "kinds": list(rules.KINDS)}
+    return render(request, "audiences/audience_form.html", context, status=400 if form.errors else 200)
+
+
+@require_POST
+@writer_required
+def audience_preview(request):
+    """The live size while a rule is edited (htmx, debounced): the count, or where the rule is wrong."""
+    context = {"total": Customer.objects.count()}
+    try:
+        pk = int(request.POST.get("pk") or 0) or None
+        rule = parse_rule(request.POST.get("rule", ""), audience_id=pk)
+    except (ValidationError, ValueError) as exc:
+        context["error"] = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
+    else:
+        context["size"] = Customer.objects.filter(rules.compile_rule(rule, Audience.rule_of)).count()
+        context["share"] = 100 * context["size"] / context["total"] if context["total"] else 0
+    return render(request, "audiences/audience_form.html#preview", context)
+
+
+@require_GET
+@viewer_required
+def audience_detail(request, pk: int):
+    audience = get_object_or_404(Audience, pk=pk)
+    members = Customer.objects.in_audience(audience).select_related("persona").order_by("external_id")
+    page = Paginator(members, 25).get_page(request.GET.get("page"))
+    total = Customer.objects.count()
+    context = {"audience": audience, "page_obj": page, "outline": rules.outline(audience.rule), "total": total,
+               "share": 100 * (audience.size or 0) / total if total else 0, "query": "", "target": "#members"}
+    return render(request, "audiences/audience_detail.html", context)
+
+
+@require_GET
+@viewer_required
+def audience_why(request, pk: int, customer_pk: int):
+    audience = get_object_or_404(Audience, pk=pk)
+    customer = get_object_or_404(Customer, pk=customer_pk)
+    why = rules.explain(audience.rule, customer, Audience.rule_of)
+    return render(request, "audiences/audience_why.html", {"audience": audience, "customer": customer, "why": why})

@@ -7,7 +7,7 @@ configuration gains a page that is missing here, so no page escapes these checks
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from audiences.models import Customer, DataImport
+from audiences.models import Audience, Customer, DataImport
 from ml.models import Job
 
 # name: (kwargs builder key, least role for GET, methods allowed)
@@ -23,6 +23,11 @@ PAGES = {
     "imports:detail": ("import", VIEWER, {"GET", "POST"}),
     "imports:errors": ("import", VIEWER, {"GET"}),
     "audiences:list": (None, VIEWER, {"GET"}),
+    "audiences:new": (None, WRITER, {"GET", "POST"}),
+    "audiences:preview": (None, WRITER, {"POST"}),
+    "audiences:detail": ("audience", VIEWER, {"GET"}),
+    "audiences:edit": ("audience", WRITER, {"GET", "POST"}),
+    "audiences:why": ("why", VIEWER, {"GET"}),
     "campaigns:list": (None, VIEWER, {"GET"}),
     "budget:overview": (None, VIEWER, {"GET"}),
     "jobs:list": (None, VIEWER, {"GET"}),
@@ -64,12 +69,17 @@ def objects(alice, mark):
     data_import = DataImport.objects.create(kind="customers", original_name="x.csv", file_format="csv", file="imports/x.csv")
     job = Job.objects.create(kind="test", title="A job")
     client, _ = ApiClient.issue("crm", ["customers:read"])
-    return {"customer": customer.pk, "import": data_import.pk, "job": job.pk, "user": mark.pk, "client": client.pk}
+    audience = Audience.objects.create(name="Everyone south", rule={"field": "region", "op": "eq", "value": "south"})
+    return {"customer": customer.pk, "import": data_import.pk, "job": job.pk, "user": mark.pk, "client": client.pk,
+            "audience": audience.pk, "why": {"pk": audience.pk, "customer_pk": customer.pk}}
 
 
 def url_of(name, objects):
     key = PAGES[name][0]
-    return reverse(name, kwargs={"pk": objects[key]} if key else None)
+    if key is None:
+        return reverse(name)
+    value = objects[key]
+    return reverse(name, kwargs=value if isinstance(value, dict) else {"pk": value})
 
 
 @pytest.mark.parametrize("name", sorted(PAGES))

@@ -1,0 +1,65 @@
+"""Marketers build rule audiences in the browser; sizes, members and why-in/out follow the rule."""
+
+import json
+
+import pytest
+from django.urls import reverse
+
+from audiences.models import Audience, Customer, Persona
+
+
+@pytest.fixture
+def people(db):
+    from django.utils import timezone
+
+    for ext, region, genre in [("a", "south", "hip-hop"), ("b", "south", "pop"), ("c", "north", "hip-hop")]:
+        customer = Customer.objects.create(external_id=ext, region=region)
+        Persona.objects.create(customer=customer, top_genre=genre, as_of=timezone.now())
+
+
+RULE = {"all": [{"field": "region", "op": "eq", "value": "south"}, {"field": "top_genre", "op": "eq", "value": "hip-hop"}]}
+
+
+def test_a_marketer_saves_a_rule_audience_and_sees_its_size_and_members(client, people, mark):
+    client.force_login(mark)
+    response = client.post(reverse("audiences:new"), {"name": "Southern hip-hop", "description": "", "rule": json.dumps(RULE)})
+    audience = Audience.objects.get()
+    assert response.status_code == 302 and (audience.size, audience.created_by) == (1, mark)
+    page = client.get(reverse("audiences:detail", args=[audience.pk])).content.decode()
+    assert "Region is south" in page and "Top genre is hip-hop" in page and ">a<" in page and ">b<" not in page
+
+
+def test_a_bad_rule_is_refused_with_its_path(client, people, mark):
+    client.force_login(mark)
+    bad = {"all": [{"field": "region", "op": "eq", "value": "south"}, {"field": "age", "op": "gte", "value": "old"}]}
+    response = client.post(reverse("audiences:new"), {"name": "Broken", "rule": json.dumps(bad)})
+    assert response.status_code == 400
+    assert "all[1].value: &#x27;old&#x27; is not a whole number" in response.content.decode()
+    response = client.post(reverse("audiences:new"), {"name": "Broken", "rule": "{not json"})
+    assert "Not valid JSON" in response.content.decode()
+    assert not Audience.objects.exists()
+
+
+def test_the_live_preview_counts_or_explains(client, people, mark):
+    client.force_login(mark)
+    ok = client.post(reverse("audiences:preview"), {"rule": json.dumps(RULE)}, HTTP_HX_REQUEST="true").content.decode()
+    assert ">1<" in ok and "33.3 %" in ok and "<html" not in ok
+    bad = client.post(reverse("audiences:preview"), {"rule": json.dumps({"any": []})}, HTTP_HX_REQUEST="true").content.decode()
+    assert "any: a group needs at least one condition" in bad
+
+
+def test_why_in_and_why_out_show_each_condition(client, people, ann):
+    audience = Audience.objects.create(name="Southern hip-hop", rule=RULE)
+    client.force_login(ann)
+    b = Customer.objects.get(external_id="b")
+    page = client.get(reverse("audiences:why", args=[audience.pk, b.pk])).content.decode()
+    assert "is not in" in page and "holds:</span>" in page and "fails:</span>" in page
+    customer_page = client.get(reverse("customers:detail", args=[b.pk])).content.decode()
+    assert "Southern hip-hop" in customer_page and "not a member" in customer_page
+
+
+def test_analysts_cannot_change_audiences(client, people, ann):
+    audience = Audience.objects.create(name="Southern hip-hop", rule=RULE)
+    client.force_login(ann)
+    assert client.post(reverse("audiences:edit", args=[audience.pk]), {"name": "x", "rule": "{}"}).status_code == 403
+    assert Audience.objects.get().name == "Southern hip-hop"
