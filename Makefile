@@ -24,7 +24,7 @@ demo: migrate
 	@if [ "$$($(PY) manage.py shell -c 'from audiences.models import Customer; print(Customer.objects.exists())' 2>/dev/null | tail -1)" = "True" ]; then \
 	  echo "Demo data already loaded."; \
 	else \
-	  $(PY) manage.py seed_demo --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED) && $(PY) manage.py build_personas --full; \
+	  $(PY) manage.py seed_demo --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED); \
 	fi
 
 admin: migrate

@@ -881,3 +881,31 @@ def delete_demo(source: str = DEMO_SOURCE, batch: int = 5000) -> dict[str, int]:
                 model.objects.filter(pk__in=pks[start : start + batch]).delete()
         deleted[name] = len(pks)
     return deleted
+
+
+# -- audiences the demo story starts with ---------------------------------------------------------
+
+DEMO_AUDIENCES = [
+    ("Young hip-hop fans in the south, active this week", "For the hip-hop / K-pop crossover banner.",
+     {"all": [{"field": "age", "op": "between", "value": [16, 30]}, {"field": "region", "op": "eq", "value": "south"},
+              {"any": [{"pref": "genres", "key": "hip-hop", "op": "gte", "value": 0.2}, {"field": "top_genre", "op": "eq", "value": "hip-hop"}]},
+              {"did": "play", "in_last_days": 7}]}),
+    ("K-pop listeners who are not subscribers", "Premium upsell push: engaged K-pop fans on the free plan.",
+     {"all": [{"pref": "genres", "key": "k-pop", "op": "gte", "value": 0.15}, {"field": "is_subscriber", "op": "eq", "value": False},
+              {"did": "play", "in_last_days": 30, "at_least": 2}]}),
+    ("Lapsed listeners", "Win-back e-mail: played before, silent for a month.",
+     {"all": [{"did": "play"}, {"did_not": "play", "in_last_days": 30}]}),
+]
+
+
+def store_demo_audiences() -> list:
+    """Create or refresh the demo story's audiences (by name), with their sizes."""
+    from .actions import save_audience
+    from .models import Audience
+
+    saved = []
+    for name, description, rule in DEMO_AUDIENCES:
+        audience = Audience.objects.filter(name=name).first() or Audience(name=name)
+        audience.description, audience.rule = description, rule
+        saved.append(save_audience(audience, by=None))
+    return saved

@@ -11,10 +11,12 @@ extra customers and activities go away.
 from __future__ import annotations
 
 import time
+from io import StringIO
 from contextlib import nullcontext
 from datetime import date, datetime, timezone
 
 import numpy as np
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection
 
@@ -41,6 +43,8 @@ class Command(BaseCommand):
         parser.add_argument("--as-of", type=_as_of, default=None,
                             help="Anchor date (YYYY-MM-DD, UTC midnight); activity ends just before it. Default: today.")
         parser.add_argument("--artists", type=int, default=3000, help="Catalogue size in artists (default 3000).")
+        parser.add_argument("--skip-personas", action="store_true",
+                            help="Do not build personas and the demo audiences afterwards.")
         parser.add_argument("--reset", action="store_true",
                             help="First delete every simulated customer and item (and their activity).")
 
@@ -117,6 +121,13 @@ class Command(BaseCommand):
             mark = time.monotonic()
         timings["index"] = time.monotonic() - mark  # rebuilding the dropped indexes, when the table was empty
 
+        audiences = []
+        if not options["skip_personas"]:
+            # Personas first: the demo audiences select on them, and their sizes are counted now.
+            mark = time.monotonic()
+            call_command("build_personas", "--full", verbosity=0, stdout=StringIO())
+            timings["personas"] = time.monotonic() - mark
+            audiences = demo.store_demo_audiences()
         if not verbose:
             return
         items = cat.items["kind"].value_counts()
@@ -134,9 +145,11 @@ class Command(BaseCommand):
             **{f"activities_{label}": int(kinds[value]) for value, label in ActivityKind.choices},
             "revenue": round(revenue, 2),
             "kpop_single": f"{demo.KPOP_SINGLE_ID} ({demo.KPOP_SINGLE_TITLE} by {demo.KPOP_ARTIST}), {single_plays} plays",
+            **{f"audience_{a.pk}": f"{a.name}: {a.size}" for a in audiences},
             "generate_seconds": round(timings["generate"], 1),
             "write_seconds": round(timings["write"], 1),
             "index_seconds": round(timings["index"], 1),
+            "personas_seconds": round(timings.get("personas", 0.0), 1),
             "seconds": round(time.monotonic() - started, 1),
             "activities_per_s": round(activities / max(time.monotonic() - started, 1e-9)),
         }
