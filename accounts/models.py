@@ -38,6 +38,7 @@ SCOPES = {
     "catalogue:write": "Create and update catalogue items",
     "activities:write": "Post activity batches",
     "jobs:read": "Read background job progress",
+    "audiences:read": "Read audiences, their members and why a customer is in or out",
 }
 
 

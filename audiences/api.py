@@ -17,7 +17,7 @@ from accounts.permissions import ScopedAccess
 from ml.models import Job
 
 from . import imports
-from .models import Customer, ImportKind, Item, Persona
+from .models import Audience, Customer, ImportKind, Item, Persona
 
 MAX_BATCH = 10_000
 
@@ -187,3 +187,54 @@ class JobDetail(generics.RetrieveAPIView):
     permission_classes = [ScopedAccess]
     serializer_class = JobSerializer
     queryset = Job.objects.all()
+
+
+class AudienceSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Audience
+        fields = ["id", "name", "description", "kind", "rule", "size", "size_at", "updated_at"]
+
+
+class AudienceList(generics.ListAPIView):
+    """Audiences with their rules and last counted size."""
+
+    scopes = {"GET": "audiences:read"}
+    permission_classes = [ScopedAccess]
+    serializer_class = AudienceSerializer
+    pagination_class = ById
+    queryset = Audience.objects.all()
+
+
+class MemberSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Customer
+        fields = ["external_id"]
+
+
+class AudienceMembers(generics.ListAPIView):
+    """The audience's members now (cursor-paginated external ids), computed by its one SQL query."""
+
+    scopes = {"GET": "audiences:read"}
+    permission_classes = [ScopedAccess]
+    serializer_class = MemberSerializer
+    pagination_class = ById
+
+    def get_queryset(self):
+        audience = generics.get_object_or_404(Audience, pk=self.kwargs["pk"])
+        return Customer.objects.in_audience(audience).only("id", "external_id")
+
+
+class AudienceWhy(APIView):
+    """For one customer: is it in the audience, and which conditions held."""
+
+    scopes = {"GET": "audiences:read"}
+    permission_classes = [ScopedAccess]
+
+    @extend_schema(responses={200: inline_serializer("Why", {"member": serializers.BooleanField(), "why": serializers.JSONField()})})
+    def get(self, request, pk: int, external_id: str):
+        from .rules import explain
+
+        audience = generics.get_object_or_404(Audience, pk=pk)
+        customer = generics.get_object_or_404(Customer, external_id=external_id)
+        why = explain(audience.rule, customer, Audience.rule_of)
+        return Response({"audience": audience.pk, "customer": customer.external_id, "member": why["held"], "why": why})

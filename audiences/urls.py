@@ -31,4 +31,7 @@ api_urls = [
     path("items", api.ItemList.as_view(), name="api-items"),
     path("activities", api.ActivityBatch.as_view(), name="api-activities"),
     path("jobs/<int:pk>", api.JobDetail.as_view(), name="api-job"),
+    path("audiences", api.AudienceList.as_view(), name="api-audiences"),
+    path("audiences/<int:pk>/members", api.AudienceMembers.as_view(), name="api-audience-members"),
+    path("audiences/<int:pk>/why/<str:external_id>", api.AudienceWhy.as_view(), name="api-audience-why"),
 ]

@@ -147,24 +147,35 @@ ENDPOINTS = [
     ("/api/v1/items", "post", "catalogue:write"),
     ("/api/v1/activities", "post", "activities:write"),
     ("/api/v1/jobs/{job}", "get", "jobs:read"),
+    ("/api/v1/audiences", "get", "audiences:read"),
+    ("/api/v1/audiences/{audience}/members", "get", "audiences:read"),
+    ("/api/v1/audiences/{audience}/why/c1", "get", "audiences:read"),
 ]
+ALL_SCOPES = ("customers:read", "customers:write", "catalogue:read", "catalogue:write", "activities:write", "jobs:read", "audiences:read")
+
+
+def fill(url):
+    from audiences.models import Audience
+
+    audience = Audience.objects.get_or_create(name="South", defaults={"rule": {"field": "region", "op": "eq", "value": "south"}})[0]
+    return url.format(job=Job.objects.create(kind="t", title="T").pk, audience=audience.pk)
 
 
 @pytest.mark.parametrize("url,method,scope", ENDPOINTS)
 def test_every_endpoint_needs_its_own_scope(client, base, token, url, method, scope):
-    url = url.format(job=Job.objects.create(kind="t", title="T").pk)
+    url = fill(url)
     call = getattr(client, method)
     body = {"data": [], "content_type": "application/json"} if method == "post" else {}
     assert call(url, **body).status_code in (401, 403)
-    others = [s for s in ("customers:read", "customers:write", "catalogue:read", "catalogue:write", "activities:write", "jobs:read") if s != scope]
+    others = [s for s in ALL_SCOPES if s != scope]
     assert call(url, **body, **auth(token(*others))).status_code == 403
     assert call(url, **body, **auth(token(scope))).status_code == 200
 
 
 @pytest.mark.parametrize("url", sorted({u for u, _, _ in ENDPOINTS}))
 def test_every_endpoint_refuses_unknown_methods_with_405(client, base, token, url):
-    url = url.format(job=Job.objects.create(kind="t", title="T").pk)
-    key = auth(token("customers:read", "customers:write", "catalogue:read", "catalogue:write", "activities:write", "jobs:read"))
+    url = fill(url)
+    key = auth(token(*ALL_SCOPES))
     assert client.delete(url, **key).status_code == 405
     assert client.patch(url, {}, content_type="application/json", **key).status_code == 405
 
@@ -172,3 +183,14 @@ def test_every_endpoint_refuses_unknown_methods_with_405(client, base, token, ur
 def test_the_schema_needs_a_role_or_a_token(client, db, nora):
     client.force_login(nora)
     assert client.get("/api/v1/schema").status_code == 403
+
+
+def test_audience_members_and_why_follow_the_rule(client, base, token):
+    from audiences.models import Audience
+
+    audience = Audience.objects.create(name="South", rule={"field": "region", "op": "eq", "value": "south"})
+    key = auth(token("audiences:read"))
+    members = client.get(f"/api/v1/audiences/{audience.pk}/members", **key).json()
+    assert [m["external_id"] for m in members["results"]] == ["c1"]
+    why = client.get(f"/api/v1/audiences/{audience.pk}/why/c2", **key).json()
+    assert why["member"] is False and why["why"]["text"] == "Region is south" and why["why"]["held"] is False
