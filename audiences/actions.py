@@ -86,15 +86,53 @@ def update_persona_settings(settings_obj: PersonaSettings, *, fields: list[str])
 
 @transaction.atomic
 def save_audience(audience, *, by):
-    """Save an audience and its current size (one COUNT over the compiled rule)."""
-    from django.utils import timezone
-
-    from .models import Customer
-
+    """Save an audience and materialise its membership (one INSERT … SELECT of the compiled rule)."""
     if audience.created_by_id is None:
         audience.created_by = by
     audience.save()
-    audience.size = Customer.objects.in_audience(audience).count()
+    return refresh_membership(audience)
+
+
+@transaction.atomic
+def refresh_membership(audience):
+    """Replace the audience's snapshot with who the rule selects now; lists keep their uploaded members."""
+    from django.db import connection
+    from django.utils import timezone
+
+    from .models import AudienceMember, Customer
+
+    if audience.kind == audience.Kind.RULES:
+        AudienceMember.objects.filter(audience=audience).delete()
+        sql, params = Customer.objects.in_audience(audience).order_by().values("id").query.sql_with_params()
+        table = connection.ops.quote_name(AudienceMember._meta.db_table)
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {table} (audience_id, customer_id) SELECT %s, q.id FROM ({sql}) q", [audience.pk, *params])
+    audience.size = AudienceMember.objects.filter(audience=audience).count()
     audience.size_at = timezone.now()
     audience.save(update_fields=["size", "size_at"])
     return audience
+
+
+def create_list_audience(*, name: str, description: str, upload, by) -> tuple:
+    """An audience from a file of customer external ids (first column; a header is skipped).
+
+    Known ids become members; unknown ones are returned, so the operator sees them.
+    """
+    import csv
+    import io
+
+    from . import bulk
+    from .models import Audience, AudienceMember, Customer
+
+    text = io.TextIOWrapper(upload, encoding="utf-8-sig", errors="replace")
+    ids = [row[0].strip() for row in csv.reader(text) if row and row[0].strip()]
+    found = bulk.lookup_ids(Customer, ids)
+    if ids and ids[0] not in found and len(ids) > 1:
+        ids = ids[1:]  # a header such as "customer_id"
+    unknown = [i for i in dict.fromkeys(ids) if i not in found]
+    with transaction.atomic():
+        audience = Audience.objects.create(name=name, description=description, kind=Audience.Kind.LIST, created_by=by)
+        members = {found[i] for i in ids if i in found}
+        AudienceMember.objects.bulk_create([AudienceMember(audience=audience, customer_id=pk) for pk in members], batch_size=5000)
+        refresh_membership(audience)
+    return audience, unknown

@@ -124,3 +124,15 @@ def parse_rule(text: str, *, audience_id: int | None = None) -> dict:
     except RuleError as exc:
         raise forms.ValidationError(f"{exc.path}: {exc.reason}") from None
     return rule
+
+
+class ListAudienceForm(StyledForm, forms.Form):
+    name = forms.CharField(max_length=120)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    file = forms.FileField(help_text="CSV with customer ids in the first column (a header row is fine).")
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if Audience.objects.filter(name__iexact=name).exists():
+            raise forms.ValidationError(f"An audience named '{name}' already exists.")
+        return name

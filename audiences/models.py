@@ -37,10 +37,16 @@ class CustomerQuerySet(models.QuerySet):
         return self.filter(persona__last_active_at__gte=since)
 
     def in_audience(self, audience: "Audience"):
-        """Customers the audience's rule selects now: one SQL statement, however deep the rule."""
+        """Customers in the audience now (a rule is evaluated live): one SQL statement, however deep the rule."""
         from .rules import compile_rule
 
+        if audience.kind == Audience.Kind.LIST:
+            return self.filter(pk__in=AudienceMember.objects.filter(audience=audience).values("customer_id"))
         return self.filter(compile_rule(audience.rule, Audience.rule_of))
+
+    def in_snapshot(self, audience: "Audience"):
+        """Customers in the audience's last materialised membership (see refresh_membership)."""
+        return self.filter(pk__in=AudienceMember.objects.filter(audience=audience).values("customer_id"))
 
 
 class Customer(models.Model):
@@ -304,6 +310,7 @@ class Audience(models.Model):
 
     class Kind(models.TextChoices):
         RULES = "rules", "Rules"
+        LIST = "list", "Uploaded list"
 
     name = models.CharField(max_length=120, unique=True)
     description = models.TextField(blank=True)
@@ -325,5 +332,19 @@ class Audience(models.Model):
 
     @staticmethod
     def rule_of(audience_id: int) -> dict | None:
-        """The rule of another rule audience, for `in_audience` references (None if there is none)."""
-        return Audience.objects.rule_based().filter(pk=audience_id).values_list("rule", flat=True).first()
+        """What `in_audience` of this id means: a rule audience's rule, a list's members, or None."""
+        found = Audience.objects.filter(pk=audience_id).values_list("kind", "rule").first()
+        if found is None:
+            return None
+        kind, rule = found
+        return {"list": audience_id} if kind == Audience.Kind.LIST else rule
+
+
+class AudienceMember(models.Model):
+    """Who is in an audience: the members of an uploaded list, or a rule audience's snapshot at size_at."""
+
+    audience = models.ForeignKey(Audience, on_delete=models.CASCADE, related_name="members", db_index=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="audience_memberships")
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["audience", "customer"], name="audience_member_once")]

@@ -223,8 +223,12 @@ def _walk(node: Any, path: str, load: AudienceLoader | None, chain: tuple, depth
             raise RuleError(here(key), f"audience {target} refers back to itself (cycle {' → '.join(map(str, chain + (target,)))})")
         rule = load(target) if load else None
         if rule is None:
-            raise RuleError(here(key), f"no rule audience with id {target}")
+            raise RuleError(here(key), f"no audience with id {target}")
         _walk(rule, f"{here(key)}<{target}>", load, chain + (target,), depth + 1)
+    elif "list" in node:  # what in_audience resolves to for an uploaded list
+        _only(node, {"list"}, path)
+        if not isinstance(node["list"], int) or isinstance(node["list"], bool):
+            raise RuleError(here("list"), "must be an audience id")
     else:
         raise RuleError(path, f"unknown node with keys {sorted(node)}; use all, any, not, field, pref, did, did_not or in_audience")
 
@@ -265,6 +269,10 @@ def _compile(node: dict, load: AudienceLoader | None, now: datetime) -> Q:
         return _behaviour_q(node, now)
     if "in_audience" in node:
         return _compile(load(node["in_audience"]), load, now)
+    if "list" in node:
+        from .models import AudienceMember
+
+        return Q(pk__in=AudienceMember.objects.filter(audience_id=node["list"]).values("customer_id"))
     return ~_compile(load(node["not_in_audience"]), load, now)
 
 
@@ -438,4 +446,6 @@ def describe(node: dict) -> str:
         return f"is in audience {node['in_audience']}"
     if "not_in_audience" in node:
         return f"is not in audience {node['not_in_audience']}"
+    if "list" in node:
+        return f"is on uploaded list {node['list']}"
     return "group"

@@ -61,3 +61,21 @@ def build_personas(job_id: int | None = None, full: bool = False) -> None:
             PersonaSettings.release_build(job_id)
         job.result = {k: v for k, v in summary.items() if isinstance(v, (int, float, str, dict, list))}
         job.message = f"{summary.get('customers_rebuilt', 0):,} personas rebuilt"
+
+
+@shared_task(name="audiences.refresh_audiences", acks_late=True)
+def refresh_audiences(job_id: int | None = None) -> None:
+    """Re-materialise every rule audience's membership (scheduled after the persona builds)."""
+    from .actions import refresh_membership
+    from .models import Audience
+
+    if job_id is None:
+        job_id = Job.objects.create(kind="audiences", title="Refresh audience memberships").pk
+    with running(job_id) as job:
+        if job is None:
+            return
+        audiences = list(Audience.objects.rule_based())
+        for n, audience in enumerate(audiences):
+            refresh_membership(audience)
+            job.report((n + 1) / max(len(audiences), 1), f"{n + 1} of {len(audiences)} audiences refreshed")
+        job.message = f"{len(audiences)} audiences refreshed"

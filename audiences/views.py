@@ -17,7 +17,7 @@ from accounts.access import viewer_required, writer_required
 
 from . import actions
 from . import rules
-from .forms import AudienceForm, MappingForm, PersonaSettingsForm, UploadForm, parse_rule
+from .forms import AudienceForm, ListAudienceForm, MappingForm, PersonaSettingsForm, UploadForm, parse_rule
 from .imports import FIELDS
 from .models import REVENUE_KINDS, Activity, ActivityKind, Audience, Customer, DataImport, Persona, PersonaSettings, Segment
 
@@ -290,6 +290,9 @@ def audience_list(request):
 @writer_required
 def audience_edit(request, pk: int | None = None):
     audience = get_object_or_404(Audience, pk=pk) if pk else Audience()
+    if audience.kind == Audience.Kind.LIST:
+        messages.info(request, "An uploaded list changes by uploading a new list.")
+        return redirect("audiences:detail", pk=audience.pk)
     form = AudienceForm(request.POST or None, instance=audience)
     if request.method == "POST" and form.is_valid():
         audience = actions.save_audience(form.save(commit=False), by=request.user)
@@ -315,14 +318,41 @@ def audience_preview(request):
     return render(request, "audiences/audience_form.html#preview", context)
 
 
+@require_http_methods(["GET", "POST"])
+@writer_required
+def audience_upload(request):
+    form = ListAudienceForm(request.POST or None, request.FILES or None)
+    if getattr(request, "upload_refused", None):
+        form.add_error("file", request.upload_refused)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        audience, unknown = actions.create_list_audience(name=data["name"], description=data["description"],
+                                                         upload=data["file"], by=request.user)
+        messages.success(request, f"“{audience.name}”: {audience.size:,} customers.")
+        if unknown:
+            shown = ", ".join(unknown[:20]) + (" …" if len(unknown) > 20 else "")
+            messages.warning(request, f"{len(unknown):,} ids are not customers and were left out: {shown}")
+        return redirect("audiences:detail", pk=audience.pk)
+    return render(request, "audiences/audience_upload.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@require_POST
+@writer_required
+def audience_refresh(request, pk: int):
+    audience = actions.refresh_membership(get_object_or_404(Audience, pk=pk))
+    messages.success(request, f"Membership refreshed: {audience.size:,} customers.")
+    return redirect("audiences:detail", pk=audience.pk)
+
+
 @require_GET
 @viewer_required
 def audience_detail(request, pk: int):
     audience = get_object_or_404(Audience, pk=pk)
-    members = Customer.objects.in_audience(audience).select_related("persona").order_by("external_id")
+    members = Customer.objects.in_snapshot(audience).select_related("persona").order_by("external_id")
     page = Paginator(members, 25).get_page(request.GET.get("page"))
     total = Customer.objects.count()
-    context = {"audience": audience, "page_obj": page, "outline": rules.outline(audience.rule), "total": total,
+    outline = rules.outline(audience.rule) if audience.kind == Audience.Kind.RULES else None
+    context = {"audience": audience, "page_obj": page, "outline": outline, "total": total,
                "share": 100 * (audience.size or 0) / total if total else 0, "query": "", "target": "#members"}
     return render(request, "audiences/audience_detail.html", context)
 

@@ -18,6 +18,8 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute=5),
         "kwargs": {"full": False},
     },
+    # Audience snapshots follow the hourly persona update.
+    "audiences-refresh": {"task": "audiences.refresh_audiences", "schedule": crontab(minute=20)},
     # Jobs whose worker died (the filesystem broker cannot redeliver) are marked failed.
     "reap-jobs": {"task": "ml.reap_jobs", "schedule": crontab(minute="*/15")},
     # Nightly: everyone, so segment thresholds and decay stay consistent across the base.

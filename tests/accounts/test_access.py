@@ -25,6 +25,8 @@ PAGES = {
     "audiences:list": (None, VIEWER, {"GET"}),
     "audiences:new": (None, WRITER, {"GET", "POST"}),
     "audiences:preview": (None, WRITER, {"POST"}),
+    "audiences:upload": (None, WRITER, {"GET", "POST"}),
+    "audiences:refresh": ("audience", WRITER, {"POST"}),
     "audiences:detail": ("audience", VIEWER, {"GET"}),
     "audiences:edit": ("audience", WRITER, {"GET", "POST"}),
     "audiences:why": ("why", VIEWER, {"GET"}),

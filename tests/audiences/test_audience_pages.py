@@ -63,3 +63,42 @@ def test_analysts_cannot_change_audiences(client, people, ann):
     client.force_login(ann)
     assert client.post(reverse("audiences:edit", args=[audience.pk]), {"name": "x", "rule": "{}"}).status_code == 403
     assert Audience.objects.get().name == "Southern hip-hop"
+
+
+def test_an_uploaded_list_keeps_known_ids_and_reports_unknown_ones(client, people, mark):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    client.force_login(mark)
+    upload = SimpleUploadedFile("vip.csv", b"customer_id\na\nc\nzz-9\nc\n")
+    response = client.post(reverse("audiences:upload"), {"name": "VIPs", "file": upload}, follow=True)
+    audience = Audience.objects.get(name="VIPs")
+    assert (audience.kind, audience.size) == ("list", 2)
+    assert set(Customer.objects.in_audience(audience).values_list("external_id", flat=True)) == {"a", "c"}
+    assert "1 ids are not customers and were left out: zz-9" in response.content.decode()
+
+
+def test_rules_can_include_an_uploaded_list(people, mark):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    from audiences import actions
+
+    vip, _ = actions.create_list_audience(name="VIPs", description="", upload=SimpleUploadedFile("v.csv", b"a\nb\n"), by=mark)
+    south_hiphop_vips = actions.save_audience(
+        Audience(name="x", rule={"all": [{"in_audience": vip.pk}, {"field": "top_genre", "op": "eq", "value": "hip-hop"}]}), by=mark)
+    assert south_hiphop_vips.size == 1
+    assert list(Customer.objects.in_snapshot(south_hiphop_vips).values_list("external_id", flat=True)) == ["a"]
+
+
+def test_snapshots_are_refreshed_by_the_scheduled_task(people, mark):
+    from audiences import actions
+    from audiences.tasks import refresh_audiences
+    from ml.models import Job
+
+    audience = actions.save_audience(Audience(name="South", rule={"field": "region", "op": "eq", "value": "south"}), by=mark)
+    assert audience.size == 2
+    Customer.objects.create(external_id="d", region="south")
+    assert Customer.objects.in_snapshot(audience).count() == 2  # the snapshot holds until refreshed
+    refresh_audiences()
+    audience.refresh_from_db()
+    assert audience.size == 3 and Customer.objects.in_snapshot(audience).count() == 3
+    assert Job.objects.get(kind="audiences").message == "1 audiences refreshed"

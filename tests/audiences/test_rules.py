@@ -110,7 +110,7 @@ def test_why_shows_which_conditions_held(base):
     ({"did_not": "play", "at_least": 2}, "at_least", "'did_not' means zero times"),
     ({"did": "play", "artist": "A", "genre": "g"}, "rule", "name at most one of artist, genre or item"),
     ({"pref": "genres", "key": "pop", "op": "eq", "value": 0.5}, "op", "preferences compare with"),
-    ({"in_audience": 999}, "in_audience", "no rule audience with id 999"),
+    ({"in_audience": 999}, "in_audience", "no audience with id 999"),
     ({"field": "region", "op": "eq", "value": "x", "extra": 1}, "extra", "not allowed here"),
 ])
 def test_bad_rules_name_the_path_and_the_reason(db, rule, path, reason):
