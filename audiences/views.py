@@ -16,7 +16,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from accounts.access import viewer_required, writer_required
 
 from . import actions
-from . import rules
+from . import insights, rules
 from .forms import AudienceForm, ListAudienceForm, MappingForm, PersonaSettingsForm, UploadForm, parse_rule
 from .imports import FIELDS
 from .models import REVENUE_KINDS, Activity, ActivityKind, Audience, Customer, DataImport, Persona, PersonaSettings, Segment
@@ -353,6 +353,7 @@ def audience_detail(request, pk: int):
     total = Customer.objects.count()
     outline = rules.outline(audience.rule) if audience.kind == Audience.Kind.RULES else None
     context = {"audience": audience, "page_obj": page, "outline": outline, "total": total,
+               "insights": insights.compare(Customer.objects.in_snapshot(audience)),
                "share": 100 * (audience.size or 0) / total if total else 0, "query": "", "target": "#members"}
     return render(request, "audiences/audience_detail.html", context)
 

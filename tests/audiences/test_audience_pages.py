@@ -102,3 +102,15 @@ def test_snapshots_are_refreshed_by_the_scheduled_task(people, mark):
     audience.refresh_from_db()
     assert audience.size == 3 and Customer.objects.in_snapshot(audience).count() == 3
     assert Job.objects.get(kind="audiences").message == "1 audiences refreshed"
+
+
+def test_insights_index_the_audience_against_the_base(people, mark):
+    from audiences import actions, insights
+
+    audience = actions.save_audience(Audience(name="Hip-hop", rule={"field": "top_genre", "op": "eq", "value": "hip-hop"}), by=mark)
+    dims = {d["key"]: {r["label"]: r for r in d["rows"]} for d in insights.compare(Customer.objects.in_snapshot(audience))}
+    # 2 members (a south, c north); the base is 2 south + 1 north
+    south, north = dims["region"]["south"], dims["region"]["north"]
+    assert (round(south["audience"]), round(south["base"]), south["index"]) == (50, 67, 75)
+    assert (round(north["audience"]), round(north["base"]), north["index"]) == (50, 33, 150)
+    assert dims["top_genre"]["hip-hop"]["index"] == 150
