@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from django.db.models import Case, CharField, Count, QuerySet, Value, When
+from django.db.models import Case, CharField, Count, F, QuerySet, Value, When
 from django.utils import timezone
 
 from .models import Customer, Gender, Segment
@@ -37,15 +37,8 @@ GENDER_LABELS = dict(Gender.choices)
 
 
 def _counts(customers: QuerySet, field) -> dict:
-    expression = field() if callable(field) else None
-    grouped = customers.annotate(dim=expression) if expression is not None else customers.annotate(dim=_ref(field))
+    grouped = customers.annotate(dim=field() if callable(field) else F(field))
     return {row["dim"]: row["n"] for row in grouped.values("dim").annotate(n=Count("id")).order_by()}
-
-
-def _ref(field: str):
-    from django.db.models import F
-
-    return F(field)
 
 
 def compare(members: QuerySet, *, top: int = 8) -> list[dict]:

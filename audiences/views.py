@@ -19,7 +19,7 @@ from . import actions
 from . import insights, rules
 from .forms import AudienceForm, ListAudienceForm, MappingForm, PersonaSettingsForm, UploadForm, parse_rule
 from .imports import FIELDS
-from .models import REVENUE_KINDS, Activity, ActivityKind, Audience, Customer, DataImport, Persona, PersonaSettings, Segment
+from .models import REVENUE_KINDS, Activity, ActivityKind, Audience, AudienceMember, Customer, DataImport, Persona, PersonaSettings, Segment
 
 CUSTOMER_COLUMNS = [
     # (label, sort key or None, css, first click sorts descending)
@@ -143,10 +143,9 @@ def customer_detail(request, pk: int):
     recent = (
         Activity.objects.filter(customer=customer).select_related("item").order_by("-occurred_at")[:25]
     )
-    memberships = [
-        (audience, Customer.objects.in_audience(audience).filter(pk=customer.pk).exists())
-        for audience in Audience.objects.all()[:20]
-    ]
+    # From the materialised snapshots: one query, not one rule evaluation per audience.
+    member_of = set(AudienceMember.objects.filter(customer=customer).values_list("audience_id", flat=True))
+    memberships = [(audience, audience.pk in member_of) for audience in Audience.objects.all()[:20]]
     context = {
         "customer": customer,
         "memberships": memberships,

@@ -48,8 +48,10 @@ def test_the_live_preview_counts_or_explains(client, people, mark):
     assert "any: a group needs at least one condition" in bad
 
 
-def test_why_in_and_why_out_show_each_condition(client, people, ann):
-    audience = Audience.objects.create(name="Southern hip-hop", rule=RULE)
+def test_why_in_and_why_out_show_each_condition(client, people, ann, mark):
+    from audiences import actions
+
+    audience = actions.save_audience(Audience(name="Southern hip-hop", rule=RULE), by=mark)
     client.force_login(ann)
     b = Customer.objects.get(external_id="b")
     page = client.get(reverse("audiences:why", args=[audience.pk, b.pk])).content.decode()
