@@ -25,6 +25,8 @@ audiences = ([
     path("<int:pk>/", views.audience_detail, name="detail"),
     path("<int:pk>/edit/", views.audience_edit, name="edit"),
     path("<int:pk>/why/<int:customer_pk>/", views.audience_why, name="why"),
+    path("analytics/", views.analytics, name="analytics"),
+    path("analytics.csv", views.analytics_csv, name="analytics_csv"),
 ], "audiences")
 
 api_urls = [

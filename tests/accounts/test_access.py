@@ -30,6 +30,8 @@ PAGES = {
     "audiences:detail": ("audience", VIEWER, {"GET"}),
     "audiences:edit": ("audience", WRITER, {"GET", "POST"}),
     "audiences:why": ("why", VIEWER, {"GET"}),
+    "audiences:analytics": (None, VIEWER, {"GET"}),
+    "audiences:analytics_csv": (None, VIEWER, {"GET"}),
     "campaigns:list": (None, VIEWER, {"GET"}),
     "budget:overview": (None, VIEWER, {"GET"}),
     "jobs:list": (None, VIEWER, {"GET"}),

@@ -1,25 +1,23 @@
+"""Customer pages and persona settings."""
+
 from __future__ import annotations
 
 from datetime import timedelta
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.core.exceptions import ValidationError
 from django.core.paginator import Paginator
 from django.db.models import Count, F, Q, Sum
 from django.db.models.functions import TruncWeek
-from django.http import FileResponse, Http404
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.access import viewer_required, writer_required
 
-from . import actions
-from . import insights, rules
-from .forms import AudienceForm, ListAudienceForm, MappingForm, PersonaSettingsForm, UploadForm, parse_rule
-from .imports import FIELDS
-from .models import REVENUE_KINDS, Activity, ActivityKind, Audience, AudienceMember, Customer, DataImport, Persona, PersonaSettings, Segment
+from .. import actions
+from ..forms import PersonaSettingsForm
+from ..models import REVENUE_KINDS, Activity, ActivityKind, Audience, AudienceMember, Customer, Persona, PersonaSettings, Segment
 
 CUSTOMER_COLUMNS = [
     # (label, sort key or None, css, first click sorts descending)
@@ -205,162 +203,3 @@ def persona_rebuild(request):
     job = actions.queue_persona_build(full=full, by=request.user)
     messages.info(request, "Persona build queued; its progress is below.")
     return redirect("jobs:detail", pk=job.pk)
-
-
-# -- imports -------------------------------------------------------------------------------------
-
-
-@require_GET
-@viewer_required
-def import_list(request):
-    imports = DataImport.objects.select_related("job", "created_by")
-    page = Paginator(imports, 20).get_page(request.GET.get("page"))
-    return render(request, "audiences/import_list.html", {"page_obj": page, "query": "", "target": "#imports"})
-
-
-@require_http_methods(["GET", "POST"])
-@writer_required
-def import_new(request):
-    form = UploadForm(request.POST or None, request.FILES or None, initial={"kind": request.GET.get("kind", "customers")})
-    if getattr(request, "upload_refused", None):
-        form.add_error("file", request.upload_refused)
-    if request.method == "POST" and form.is_valid():
-        try:
-            data_import = actions.receive_upload(form.cleaned_data["file"], form.cleaned_data["kind"], by=request.user)
-        except actions.ImportRejected as exc:
-            form.add_error("file", str(exc))
-        else:
-            return redirect("imports:detail", pk=data_import.pk)
-    return render(request, "audiences/import_new.html", {"form": form, "field_groups": list(FIELDS.items())}, status=400 if form.errors else 200)
-
-
-@require_http_methods(["GET", "POST"])
-@viewer_required
-def import_detail(request, pk: int):
-    data_import = get_object_or_404(DataImport.objects.select_related("job"), pk=pk)
-    if request.method == "POST":
-        return _start_import(request, data_import)
-    form = MappingForm(data_import=data_import) if data_import.status == DataImport.Status.MAPPING else None
-    context = {"imp": data_import, "form": form, "job": data_import.job}
-    if request.htmx:
-        return render(request, "audiences/import_detail.html#status", context)
-    return render(request, "audiences/import_detail.html", context)
-
-
-@writer_required
-def _start_import(request, data_import: DataImport):
-    if data_import.status != DataImport.Status.MAPPING:
-        messages.warning(request, "This file has already been sent for import.")
-        return redirect("imports:detail", pk=data_import.pk)
-    form = MappingForm(request.POST, data_import=data_import)
-    if form.is_valid():
-        try:
-            actions.queue_import(data_import, form.mapping(), by=request.user,
-                                 keep_extra=form.cleaned_data.get("keep_extra", False))
-        except actions.ImportRejected as exc:
-            messages.warning(request, str(exc))
-            return redirect("imports:detail", pk=data_import.pk)
-        except ValueError as exc:
-            for name, reason in exc.args[0].items():
-                form.add_error(name if name in form.fields else None, reason)
-        else:
-            return redirect("imports:detail", pk=data_import.pk)
-    return render(request, "audiences/import_detail.html", {"imp": data_import, "form": form, "job": None}, status=400)
-
-
-@require_GET
-@viewer_required
-def import_errors(request, pk: int):
-    data_import = get_object_or_404(DataImport, pk=pk)
-    if not data_import.error_report:
-        raise Http404("This import has no rejected rows.")
-    return FileResponse(data_import.error_report.open("rb"), as_attachment=True, filename=f"import-{pk}-errors.csv")
-
-
-@require_GET
-@viewer_required
-def audience_list(request):
-    audiences = Audience.objects.select_related("created_by")
-    total = Customer.objects.count()
-    return render(request, "audiences/audience_list.html", {"audiences": audiences, "customers": total})
-
-
-@require_http_methods(["GET", "POST"])
-@writer_required
-def audience_edit(request, pk: int | None = None):
-    audience = get_object_or_404(Audience, pk=pk) if pk else Audience()
-    if audience.kind == Audience.Kind.LIST:
-        messages.info(request, "An uploaded list changes by uploading a new list.")
-        return redirect("audiences:detail", pk=audience.pk)
-    form = AudienceForm(request.POST or None, instance=audience)
-    if request.method == "POST" and form.is_valid():
-        audience = actions.save_audience(form.save(commit=False), by=request.user)
-        messages.success(request, f"“{audience.name}” saved: {audience.size:,} customers today.")
-        return redirect("audiences:detail", pk=audience.pk)
-    context = {"form": form, "audience": audience, "fields": rules.FIELDS, "kinds": list(rules.KINDS)}
-    return render(request, "audiences/audience_form.html", context, status=400 if form.errors else 200)
-
-
-@require_POST
-@writer_required
-def audience_preview(request):
-    """The live size while a rule is edited (htmx, debounced): the count, or where the rule is wrong."""
-    context = {"total": Customer.objects.count()}
-    try:
-        pk = int(request.POST.get("pk") or 0) or None
-        rule = parse_rule(request.POST.get("rule", ""), audience_id=pk)
-    except (ValidationError, ValueError) as exc:
-        context["error"] = " ".join(exc.messages) if isinstance(exc, ValidationError) else str(exc)
-    else:
-        context["size"] = Customer.objects.filter(rules.compile_rule(rule, Audience.rule_of)).count()
-        context["share"] = 100 * context["size"] / context["total"] if context["total"] else 0
-    return render(request, "audiences/audience_form.html#preview", context)
-
-
-@require_http_methods(["GET", "POST"])
-@writer_required
-def audience_upload(request):
-    form = ListAudienceForm(request.POST or None, request.FILES or None)
-    if getattr(request, "upload_refused", None):
-        form.add_error("file", request.upload_refused)
-    if request.method == "POST" and form.is_valid():
-        data = form.cleaned_data
-        audience, unknown = actions.create_list_audience(name=data["name"], description=data["description"],
-                                                         upload=data["file"], by=request.user)
-        messages.success(request, f"“{audience.name}”: {audience.size:,} customers.")
-        if unknown:
-            shown = ", ".join(unknown[:20]) + (" …" if len(unknown) > 20 else "")
-            messages.warning(request, f"{len(unknown):,} ids are not customers and were left out: {shown}")
-        return redirect("audiences:detail", pk=audience.pk)
-    return render(request, "audiences/audience_upload.html", {"form": form}, status=400 if form.errors else 200)
-
-
-@require_POST
-@writer_required
-def audience_refresh(request, pk: int):
-    audience = actions.refresh_membership(get_object_or_404(Audience, pk=pk))
-    messages.success(request, f"Membership refreshed: {audience.size:,} customers.")
-    return redirect("audiences:detail", pk=audience.pk)
-
-
-@require_GET
-@viewer_required
-def audience_detail(request, pk: int):
-    audience = get_object_or_404(Audience, pk=pk)
-    members = Customer.objects.in_snapshot(audience).select_related("persona").order_by("external_id")
-    page = Paginator(members, 25).get_page(request.GET.get("page"))
-    total = Customer.objects.count()
-    outline = rules.outline(audience.rule) if audience.kind == Audience.Kind.RULES else None
-    context = {"audience": audience, "page_obj": page, "outline": outline, "total": total,
-               "insights": insights.compare(Customer.objects.in_snapshot(audience)),
-               "share": 100 * (audience.size or 0) / total if total else 0, "query": "", "target": "#members"}
-    return render(request, "audiences/audience_detail.html", context)
-
-
-@require_GET
-@viewer_required
-def audience_why(request, pk: int, customer_pk: int):
-    audience = get_object_or_404(Audience, pk=pk)
-    customer = get_object_or_404(Customer, pk=customer_pk)
-    why = rules.explain(audience.rule, customer, Audience.rule_of)
-    return render(request, "audiences/audience_why.html", {"audience": audience, "customer": customer, "why": why})

@@ -1,0 +1,14 @@
+"""The audiences app's pages, one module per area; urls.py reaches them through this package."""
+
+from .audience_pages import (  # noqa: F401
+    audience_detail,
+    audience_edit,
+    audience_list,
+    audience_preview,
+    audience_refresh,
+    audience_upload,
+    audience_why,
+)
+from .customers import customer_detail, customer_kpis, customer_list, persona_rebuild, persona_settings  # noqa: F401
+from .data_imports import import_detail, import_errors, import_list, import_new  # noqa: F401
+from .analytics import analytics, analytics_csv  # noqa: F401
