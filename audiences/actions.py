@@ -95,22 +95,65 @@ def save_audience(audience, *, by):
 
 @transaction.atomic
 def refresh_membership(audience):
-    """Replace the audience's snapshot with who the rule selects now; lists keep their uploaded members."""
+    """Replace the audience's snapshot: who the rule selects now, or a lookalike's top ranks at its size.
+
+    One INSERT … SELECT either way; uploaded lists keep their members. A lookalike leaves out
+    today's seed members even when they were not in the seed at training time.
+    """
     from django.db import connection
     from django.utils import timezone
 
-    from .models import AudienceMember, Customer
+    from .models import Audience, AudienceMember, Customer, LookalikeScore
 
-    if audience.kind == audience.Kind.RULES:
+    source = None
+    if audience.kind == Audience.Kind.RULES:
+        source = Customer.objects.in_audience(audience).order_by().values("id")
+    elif audience.kind == Audience.Kind.LOOKALIKE:
+        lookalike = audience.lookalike
+        seed = AudienceMember.objects.filter(audience_id=lookalike.seed_id).values("customer_id")
+        source = (LookalikeScore.objects.filter(lookalike=lookalike, rank__lte=lookalike.selected)
+                  .exclude(customer_id__in=seed).order_by().values("customer_id"))
+    if source is not None:
         AudienceMember.objects.filter(audience=audience).delete()
-        sql, params = Customer.objects.in_audience(audience).order_by().values("id").query.sql_with_params()
+        sql, params = source.query.sql_with_params()
         table = connection.ops.quote_name(AudienceMember._meta.db_table)
         with connection.cursor() as cursor:
-            cursor.execute(f"INSERT INTO {table} (audience_id, customer_id) SELECT %s, q.id FROM ({sql}) q", [audience.pk, *params])
+            cursor.execute(f"INSERT INTO {table} (audience_id, customer_id) SELECT %s, q.* FROM ({sql}) q", [audience.pk, *params])
     audience.size = AudienceMember.objects.filter(audience=audience).count()
     audience.size_at = timezone.now()
     audience.save(update_fields=["size", "size_at"])
     return audience
+
+
+@transaction.atomic
+def create_lookalike(*, name: str, description: str, seed, size_pct: float, by):
+    """A lookalike audience of `seed`; a worker trains it (the returned audience has no members yet)."""
+    from .models import Audience, Lookalike
+
+    audience = Audience.objects.create(name=name, description=description, kind=Audience.Kind.LOOKALIKE, created_by=by)
+    lookalike = Lookalike.objects.create(audience=audience, seed=seed, size_pct=size_pct)
+    queue_lookalike_training(lookalike, by=by)
+    return audience
+
+
+@transaction.atomic
+def queue_lookalike_training(lookalike, *, by) -> Job:
+    """(Re)train a lookalike on its seed as it is now and rescore the base; the job shows progress."""
+    from .tasks import train_lookalike
+
+    job = Job.objects.create(kind="lookalike", title=f"Train lookalike “{lookalike.audience.name}”", created_by=by)
+    lookalike.job = job
+    lookalike.save(update_fields=["job"])
+    enqueue(train_lookalike, job, lookalike.pk)
+    return job
+
+
+@transaction.atomic
+def resize_lookalike(lookalike, size_pct: float):
+    """Take the top `size_pct` % of the ranked candidates: no retraining, one INSERT … SELECT."""
+    lookalike.size_pct = size_pct
+    lookalike.save(update_fields=["size_pct"])
+    return refresh_membership(lookalike.audience)
 
 
 def create_list_audience(*, name: str, description: str, upload, by) -> tuple:

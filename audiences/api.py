@@ -232,9 +232,9 @@ class AudienceWhy(APIView):
 
     @extend_schema(responses={200: inline_serializer("Why", {"member": serializers.BooleanField(), "why": serializers.JSONField()})})
     def get(self, request, pk: int, external_id: str):
-        from .rules import explain
+        from .rules import explain_membership
 
         audience = generics.get_object_or_404(Audience, pk=pk)
         customer = generics.get_object_or_404(Customer, external_id=external_id)
-        why = explain(audience.rule, customer, Audience.rule_of)
+        why = explain_membership(audience, customer)
         return Response({"audience": audience.pk, "customer": customer.external_id, "member": why["held"], "why": why})

@@ -8,7 +8,7 @@ from django.conf import settings
 from accounts.forms import StyledForm
 
 from .imports import FIELDS
-from .models import Audience, ImportKind, PersonaSettings
+from .models import Audience, ImportKind, Lookalike, PersonaSettings
 from .rules import RuleError, validate
 
 
@@ -136,3 +136,32 @@ class ListAudienceForm(StyledForm, forms.Form):
         if Audience.objects.filter(name__iexact=name).exists():
             raise forms.ValidationError(f"An audience named '{name}' already exists.")
         return name
+
+
+class LookalikeForm(StyledForm, forms.Form):
+    name = forms.CharField(max_length=120)
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
+    seed = forms.ModelChoiceField(
+        queryset=Audience.objects.none(), label="Seed audience",
+        help_text=f"The customers to find more of: any audience with at least {Lookalike.MIN_SEED} members. "
+                  "Its members are never part of the lookalike.",
+    )
+    size_pct = forms.FloatField(
+        label="Size (% of everyone outside the seed)", initial=5, min_value=Lookalike.MIN_PCT, max_value=Lookalike.MAX_PCT,
+        help_text="You can change it after training, from the precision / lift curve, without retraining.",
+    )
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["seed"].queryset = Audience.objects.seedable()
+        self.fields["seed"].label_from_instance = lambda a: f"{a.name} ({a.size or 0:,} members)"
+
+    def clean_name(self):
+        name = self.cleaned_data["name"].strip()
+        if Audience.objects.filter(name__iexact=name).exists():
+            raise forms.ValidationError(f"An audience named '{name}' already exists.")
+        return name
+
+
+class LookalikeSizeForm(StyledForm, forms.Form):
+    size_pct = forms.FloatField(label="Size (% of everyone outside the seed)", min_value=Lookalike.MIN_PCT, max_value=Lookalike.MAX_PCT)

@@ -40,8 +40,8 @@ class CustomerQuerySet(models.QuerySet):
         """Customers in the audience now (a rule is evaluated live): one SQL statement, however deep the rule."""
         from .rules import compile_rule
 
-        if audience.kind == Audience.Kind.LIST:
-            return self.filter(pk__in=AudienceMember.objects.filter(audience=audience).values("customer_id"))
+        if audience.is_materialised:  # lists and lookalikes are their stored members
+            return self.in_snapshot(audience)
         return self.filter(compile_rule(audience.rule, Audience.rule_of))
 
     def in_snapshot(self, audience: "Audience"):
@@ -301,8 +301,12 @@ class DataImport(models.Model):
 
 class AudienceQuerySet(models.QuerySet):
     def rule_based(self):
-        """Audiences defined by a rule tree (the ones other rules may include)."""
+        """Audiences defined by a rule tree (their snapshots follow the hourly persona update)."""
         return self.filter(kind=Audience.Kind.RULES)
+
+    def seedable(self):
+        """Audiences that can seed a lookalike: at least LOOKALIKE_MIN_SEED members at their last count."""
+        return self.filter(size__gte=Lookalike.MIN_SEED)
 
 
 class Audience(models.Model):
@@ -311,6 +315,7 @@ class Audience(models.Model):
     class Kind(models.TextChoices):
         RULES = "rules", "Rules"
         LIST = "list", "Uploaded list"
+        LOOKALIKE = "lookalike", "Lookalike"
 
     name = models.CharField(max_length=120, unique=True)
     description = models.TextField(blank=True)
@@ -332,12 +337,17 @@ class Audience(models.Model):
 
     @staticmethod
     def rule_of(audience_id: int) -> dict | None:
-        """What `in_audience` of this id means: a rule audience's rule, a list's members, or None."""
+        """What `in_audience` of this id means: a rule audience's rule, the members of a list or lookalike, or None."""
         found = Audience.objects.filter(pk=audience_id).values_list("kind", "rule").first()
         if found is None:
             return None
         kind, rule = found
-        return {"list": audience_id} if kind == Audience.Kind.LIST else rule
+        return rule if kind == Audience.Kind.RULES else {"list": audience_id}
+
+    @property
+    def is_materialised(self) -> bool:
+        """Lists and lookalikes are their stored members; rule audiences are evaluated (and snapshotted)."""
+        return self.kind != Audience.Kind.RULES
 
 
 class AudienceMember(models.Model):
@@ -348,3 +358,62 @@ class AudienceMember(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["audience", "customer"], name="audience_member_once")]
+
+
+class Lookalike(models.Model):
+    """How a lookalike audience is made: its seed, the share of the base picked, and the last model's evidence.
+
+    A Celery job trains a classifier (seed vs a sample of everyone else) on persona features,
+    scores the non-seed base, and keeps the ranked top MAX_PCT % in LookalikeScore; the
+    audience's members are the top `size_pct` % of them, so changing the size needs no retraining.
+    """
+
+    MIN_SEED = 100
+    MIN_PCT, MAX_PCT = 1.0, 10.0
+
+    audience = models.OneToOneField(Audience, primary_key=True, on_delete=models.CASCADE, related_name="lookalike")
+    seed = models.ForeignKey(Audience, on_delete=models.PROTECT, related_name="lookalikes")
+    size_pct = models.FloatField(default=5.0, help_text="Share of the non-seed base to include, 1–10 %")
+    job = models.ForeignKey(Job, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    trained_at = models.DateTimeField(null=True, blank=True)
+    holdout_auc = models.FloatField(null=True, blank=True, help_text="Out-of-fold AUC, seed vs sampled non-seed")
+    n_seed = models.PositiveIntegerField(default=0, help_text="Seed members the model learnt from")
+    n_negatives = models.PositiveIntegerField(default=0, help_text="Non-seed customers sampled as the contrast")
+    n_candidates = models.PositiveIntegerField(default=0, help_text="Non-seed customers scored")
+    top_features = models.JSONField(default=list, blank=True)
+    curve = models.JSONField(default=list, blank=True, help_text="Per % of the non-seed base: size, recall, precision, lift")
+
+    def __str__(self) -> str:
+        return f"lookalike of {self.seed_id} ({self.size_pct:g} %)"
+
+    @property
+    def selected(self) -> int:
+        """How many ranked candidates the chosen size takes (before removing today's seed members)."""
+        return round(self.n_candidates * self.size_pct / 100)
+
+    def point(self, pct: float | None = None) -> dict | None:
+        """The curve at a size (linear between the stored whole percents)."""
+        pct = self.size_pct if pct is None else pct
+        points = sorted(self.curve or [], key=lambda p: p["pct"])
+        if not points:
+            return None
+        below = [p for p in points if p["pct"] <= pct] or points[:1]
+        above = [p for p in points if p["pct"] >= pct] or points[-1:]
+        lo, hi = below[-1], above[0]
+        if hi["pct"] == lo["pct"]:
+            return dict(lo, pct=pct)
+        t = (pct - lo["pct"]) / (hi["pct"] - lo["pct"])
+        return {k: lo[k] + t * (hi[k] - lo[k]) if isinstance(lo[k], (int, float)) else lo[k] for k in lo} | {"pct": pct}
+
+
+class LookalikeScore(models.Model):
+    """A ranked candidate of a lookalike (only the top MAX_PCT % of the non-seed base is kept)."""
+
+    lookalike = models.ForeignKey(Lookalike, on_delete=models.CASCADE, related_name="scores", db_index=False)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    rank = models.PositiveIntegerField(help_text="1 = most like the seed")
+    score = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["lookalike", "rank"], name="lookalike_score_rank")]
+        indexes = [models.Index(fields=["customer", "lookalike"], name="lookalike_score_customer")]

@@ -408,6 +408,20 @@ def explain(rule: dict, customer, load_audience: AudienceLoader | None = None, *
     return walk(rule)
 
 
+def explain_membership(audience, customer) -> dict:
+    """Why a customer is or is not in any audience: a rule's conditions, a list's membership, a lookalike's rank."""
+    from .models import Audience, AudienceMember
+
+    if audience.kind == Audience.Kind.RULES:
+        return explain(audience.rule, customer, Audience.rule_of)
+    if audience.kind == Audience.Kind.LOOKALIKE:
+        from .lookalikes import explain as explain_lookalike
+
+        return explain_lookalike(audience, customer)
+    member = AudienceMember.objects.filter(audience=audience, customer=customer).exists()
+    return {"held": member, "kind": "list", "text": "is on the uploaded list" if member else "is not on the uploaded list"}
+
+
 def outline(rule: dict) -> dict:
     """The rule as a tree of groups and conditions in words (explain() without the verdicts)."""
     if "all" in rule or "any" in rule:

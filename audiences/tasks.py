@@ -65,7 +65,7 @@ def build_personas(job_id: int | None = None, full: bool = False) -> None:
 
 @shared_task(name="audiences.refresh_audiences", acks_late=True)
 def refresh_audiences(job_id: int | None = None) -> None:
-    """Re-materialise every rule audience's membership (scheduled after the persona builds)."""
+    """Re-materialise every rule audience's and lookalike's membership (scheduled after the persona builds)."""
     from .actions import refresh_membership
     from .models import Audience
 
@@ -74,8 +74,37 @@ def refresh_audiences(job_id: int | None = None) -> None:
     with running(job_id) as job:
         if job is None:
             return
-        audiences = list(Audience.objects.rule_based())
+        # Rule audiences first: a lookalike's members leave out its seed's members as they are now.
+        audiences = [*Audience.objects.rule_based(), *Audience.objects.filter(kind=Audience.Kind.LOOKALIKE)]
         for n, audience in enumerate(audiences):
             refresh_membership(audience)
             job.report((n + 1) / max(len(audiences), 1), f"{n + 1} of {len(audiences)} audiences refreshed")
         job.message = f"{len(audiences)} audiences refreshed"
+
+
+@shared_task(name="audiences.train_lookalike", acks_late=True)
+def train_lookalike(job_id: int, lookalike_id: int) -> None:
+    """Train a lookalike, score the base and refresh its members (on the ml queue: xgboost runs here)."""
+    from . import lookalikes
+    from .models import Lookalike
+
+    with running(job_id) as job:
+        if job is None:
+            return
+        lookalike = Lookalike.objects.select_related("audience", "seed").get(pk=lookalike_id)
+        summary = lookalikes.build(lookalike, progress=job.report)
+        job.result = summary
+        job.message = (f"AUC {summary['auc']:.3f} · {summary['seed']:,} seed members · "
+                       f"{summary['candidates']:,} customers ranked")
+
+
+@shared_task(name="audiences.retrain_lookalikes", acks_late=True)
+def retrain_lookalikes() -> int:
+    """Nightly: every lookalike learns again from its seed as it is now (each in its own job)."""
+    from .actions import queue_lookalike_training
+    from .models import Lookalike
+
+    lookalikes = list(Lookalike.objects.select_related("audience"))
+    for lookalike in lookalikes:
+        queue_lookalike_training(lookalike, by=None)
+    return len(lookalikes)

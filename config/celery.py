@@ -28,4 +28,6 @@ app.conf.beat_schedule = {
         "schedule": crontab(hour=3, minute=30),
         "kwargs": {"full": True},
     },
+    # Nightly, after the full persona build: lookalikes learn from their seeds as they are now.
+    "lookalikes-retrain": {"task": "audiences.retrain_lookalikes", "schedule": crontab(hour=4, minute=30)},
 }

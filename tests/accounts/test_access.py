@@ -7,7 +7,7 @@ configuration gains a page that is missing here, so no page escapes these checks
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from audiences.models import Audience, Customer, DataImport
+from audiences.models import Audience, Customer, DataImport, Lookalike
 from ml.models import Job
 
 # name: (kwargs builder key, least role for GET, methods allowed)
@@ -25,7 +25,10 @@ PAGES = {
     "audiences:list": (None, VIEWER, {"GET"}),
     "audiences:new": (None, WRITER, {"GET", "POST"}),
     "audiences:preview": (None, WRITER, {"POST"}),
+    "audiences:builder": (None, WRITER, {"POST"}),
     "audiences:upload": (None, WRITER, {"GET", "POST"}),
+    "audiences:lookalike_new": (None, WRITER, {"GET", "POST"}),
+    "audiences:lookalike_resize": ("lookalike", WRITER, {"POST"}),
     "audiences:refresh": ("audience", WRITER, {"POST"}),
     "audiences:detail": ("audience", VIEWER, {"GET"}),
     "audiences:edit": ("audience", WRITER, {"GET", "POST"}),
@@ -75,8 +78,10 @@ def objects(alice, mark):
     job = Job.objects.create(kind="test", title="A job")
     client, _ = ApiClient.issue("crm", ["customers:read"])
     audience = Audience.objects.create(name="Everyone south", rule={"field": "region", "op": "eq", "value": "south"})
+    lookalike = Audience.objects.create(name="Like the south", kind=Audience.Kind.LOOKALIKE)
+    Lookalike.objects.create(audience=lookalike, seed=audience)
     return {"customer": customer.pk, "import": data_import.pk, "job": job.pk, "user": mark.pk, "client": client.pk,
-            "audience": audience.pk, "why": {"pk": audience.pk, "customer_pk": customer.pk}}
+            "audience": audience.pk, "lookalike": lookalike.pk, "why": {"pk": audience.pk, "customer_pk": customer.pk}}
 
 
 def url_of(name, objects):
