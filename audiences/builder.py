@@ -120,7 +120,9 @@ def _lay_inputs(tree: dict, post) -> None:
 
 
 def _leaf_from_inputs(node: dict, given: dict) -> dict:
+    """The condition as its inputs say; an input the page did not send keeps the node's value."""
     kind = given.get("type") or leaf_type(node)
+    given = {**_shown(node.get("op"), node.get("value")), **given}
     if kind != leaf_type(node):  # the operator switched what the condition is about
         return json.loads(json.dumps(LEAF_DEFAULTS.get(kind, DEFAULT_CONDITION)))
     if kind == "field":
