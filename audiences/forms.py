@@ -143,6 +143,7 @@ class LookalikeForm(StyledForm, forms.Form):
     description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 2}))
     seed = forms.ModelChoiceField(
         queryset=Audience.objects.none(), label="Seed audience",
+        error_messages={"invalid_choice": f"Choose an audience with at least {Lookalike.MIN_SEED} members at its last count."},
         help_text=f"The customers to find more of: any audience with at least {Lookalike.MIN_SEED} members. "
                   "Its members are never part of the lookalike.",
     )
