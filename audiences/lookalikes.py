@@ -128,7 +128,7 @@ def build(lookalike: Lookalike, *, progress: Progress, random_state: int = 0) ->
         progress(0.4 + 0.5 * done / max(len(rest), 1), f"Scored {done + len(sampled_ids):,} of {len(candidates):,} customers")
 
     values = scores.to_numpy()
-    curve = learn.size_curve(model, values)
+    curve = learn.size_curve(model, values, n_seed=len(seed))  # the whole seed, not the training sample
     keep = int(np.ceil(len(candidates) * Lookalike.MAX_PCT / 100))
     order = np.argsort(-values, kind="stable")[:keep]
     progress(0.92, f"Storing the top {keep:,} candidates")
