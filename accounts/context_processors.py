@@ -8,5 +8,14 @@ def roles(request) -> dict:
         "user_role": role,
         "can_write": role in WRITE_ROLES,
         "is_admin": role == Role.ADMIN,
-        "section": (match.namespace or match.url_name) if match else "",
+        "section": _section(match),
     }
+
+
+def _section(match) -> str:
+    """The navigation entry a page belongs to: its URL namespace, except analytics, which has its own entry."""
+    if match is None:
+        return ""
+    if match.namespace == "audiences" and match.url_name.startswith("analytics"):
+        return "analytics"
+    return match.namespace or match.url_name
