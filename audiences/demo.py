@@ -880,7 +880,22 @@ def delete_demo(source: str = DEMO_SOURCE, batch: int = 5000) -> dict[str, int]:
             with transaction.atomic():
                 model.objects.filter(pk__in=pks[start : start + batch]).delete()
         deleted[name] = len(pks)
+    deleted["audiences"] = _delete_demo_audiences()
     return deleted
+
+
+def _delete_demo_audiences() -> int:
+    """The demo story's audiences, as the simulator made them (nobody's edits: created_by is empty)."""
+    from .models import Audience
+
+    names = [name for name, _, _ in DEMO_AUDIENCES]
+    made = Audience.objects.filter(created_by__isnull=True)
+    # Lookalikes first: a seed cannot go while a lookalike learns from it.
+    count = 0
+    for queryset in (made.filter(name=DEMO_LOOKALIKE[0]), made.filter(name__in=names).exclude(lookalikes__isnull=False)):
+        count += queryset.count()
+        queryset.delete()
+    return count
 
 
 # -- audiences the demo story starts with ---------------------------------------------------------
@@ -909,3 +924,19 @@ def store_demo_audiences() -> list:
         audience.description, audience.rule = description, rule
         saved.append(save_audience(audience, by=None))
     return saved
+
+
+DEMO_LOOKALIKE = ("More listeners like our K-pop fans", "Everyone else who listens like the free-plan K-pop fans: "
+                  "the new-release banner's second audience.", "K-pop listeners who are not subscribers", 5.0)
+
+
+def store_demo_lookalike():
+    """Queue the demo's lookalike of the K-pop fans (once; a worker trains it) when the seed is big enough."""
+    from .actions import create_lookalike
+    from .models import Audience, Lookalike
+
+    name, description, seed_name, size_pct = DEMO_LOOKALIKE
+    seed = Audience.objects.filter(name=seed_name, size__gte=Lookalike.MIN_SEED).first()
+    if seed is None or Audience.objects.filter(name=name).exists():
+        return None
+    return create_lookalike(name=name, description=description, seed=seed, size_pct=size_pct, by=None)

