@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_python(code: str, **env) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL"}}
+    base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "OMP_WAIT_POLICY"}}
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120)
 
 
@@ -45,6 +45,7 @@ def test_check_deploy_is_clean_with_production_settings():
     ({"DEBUG": "true", "CELERY_BROKER_URL": "kafka://x"}, "CELERY_BROKER_URL='kafka://x'"),
     ({"DEBUG": "true", "REDIS_URL": "localhost:6379"}, "REDIS_URL='localhost:6379' must start with redis://"),
     ({"DEBUG": "true", "DB_CONN_MAX_AGE": "-1"}, "DB_CONN_MAX_AGE=-1 must be at least 0"),
+    ({"DEBUG": "true", "DATABASE_URL": "postgres://u@db/encore", "DATABASE_WORK_MEM": "lots"}, "DATABASE_WORK_MEM='lots'"),
 ])
 def test_bad_settings_stop_start_up_with_a_message_naming_the_variable(env, message):
     result = run_python(SETUP, **env)
@@ -58,3 +59,11 @@ def test_redis_and_postgres_are_chosen_by_environment_alone():
         DEBUG="true", DATABASE_URL="postgres://u@db:5432/encore", REDIS_URL="redis://cache:6379/1", CELERY_BROKER_URL="redis://cache:6379/0",
     )
     assert result.stdout.split() == ["django.db.backends.postgresql", "django.core.cache.backends.redis.RedisCache", "redis://cache:6379/0"]
+
+
+def test_postgres_connections_get_the_configured_work_mem_and_openmp_threads_wait_passively():
+    result = run_python(
+        SETUP + "import os; from django.conf import settings as s; print(s.DATABASES['default']['OPTIONS']['options'], os.environ['OMP_WAIT_POLICY'])",
+        DEBUG="true", DATABASE_URL="postgres://u@db:5432/encore", DATABASE_WORK_MEM="128MB",
+    )
+    assert result.stdout.split() == ["-c", "work_mem=128MB", "PASSIVE"], result.stderr
