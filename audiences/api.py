@@ -224,6 +224,38 @@ class AudienceMembers(generics.ListAPIView):
         return Customer.objects.in_audience(audience).only("id", "external_id")
 
 
+class AudienceMembersStream(APIView):
+    """Every member's external id, streamed as NDJSON (one {"external_id": …} per line) in id order.
+
+    For exports of any size: rows are read with a server-side cursor in chunks, nothing is held
+    in memory, and the first bytes leave before the last rows are read. `?after=<n>` resumes after
+    the n-th member sent (each line carries `n`), so a broken download continues where it stopped.
+    """
+
+    scopes = {"GET": "audiences:read"}
+    permission_classes = [ScopedAccess]
+
+    @extend_schema(responses={(200, "application/x-ndjson"): inline_serializer(
+        "MemberLine", {"n": serializers.IntegerField(), "external_id": serializers.CharField()})})
+    def get(self, request, pk: int):
+        import json
+
+        from django.http import StreamingHttpResponse
+
+        audience = generics.get_object_or_404(Audience, pk=pk)
+        try:
+            after = max(int(request.query_params.get("after", 0)), 0)
+        except ValueError:
+            return Response({"after": "must be a whole number"}, status=status.HTTP_400_BAD_REQUEST)
+        ids = Customer.objects.in_audience(audience).order_by("pk").values_list("external_id", flat=True)[after:]
+
+        def lines():
+            for n, external_id in enumerate(ids.iterator(chunk_size=5000), start=after + 1):
+                yield json.dumps({"n": n, "external_id": external_id}) + "\n"
+
+        return StreamingHttpResponse(lines(), content_type="application/x-ndjson")
+
+
 class AudienceWhy(APIView):
     """For one customer: is it in the audience, and which conditions held."""
 

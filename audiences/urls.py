@@ -40,5 +40,6 @@ api_urls = [
     path("jobs/<int:pk>", api.JobDetail.as_view(), name="api-job"),
     path("audiences", api.AudienceList.as_view(), name="api-audiences"),
     path("audiences/<int:pk>/members", api.AudienceMembers.as_view(), name="api-audience-members"),
+    path("audiences/<int:pk>/members.ndjson", api.AudienceMembersStream.as_view(), name="api-audience-members-stream"),
     path("audiences/<int:pk>/why/<str:external_id>", api.AudienceWhy.as_view(), name="api-audience-why"),
 ]

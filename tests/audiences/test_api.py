@@ -149,6 +149,7 @@ ENDPOINTS = [
     ("/api/v1/jobs/{job}", "get", "jobs:read"),
     ("/api/v1/audiences", "get", "audiences:read"),
     ("/api/v1/audiences/{audience}/members", "get", "audiences:read"),
+    ("/api/v1/audiences/{audience}/members.ndjson", "get", "audiences:read"),
     ("/api/v1/audiences/{audience}/why/c1", "get", "audiences:read"),
 ]
 ALL_SCOPES = ("customers:read", "customers:write", "catalogue:read", "catalogue:write", "activities:write", "jobs:read", "audiences:read")
@@ -194,3 +195,21 @@ def test_audience_members_and_why_follow_the_rule(client, base, token):
     assert [m["external_id"] for m in members["results"]] == ["c1"]
     why = client.get(f"/api/v1/audiences/{audience.pk}/why/c2", **key).json()
     assert why["member"] is False and why["why"]["text"] == "Region is south" and why["why"]["held"] is False
+
+
+def test_audience_members_stream_as_ndjson_and_resume_after_a_position(client, base, token):
+    import json
+
+    from audiences.models import Audience, Customer
+
+    Customer.objects.bulk_create(Customer(external_id=f"s{i:03d}", region="south") for i in range(12))
+    audience = Audience.objects.create(name="South", rule={"field": "region", "op": "eq", "value": "south"})
+    key = auth(token("audiences:read"))
+    response = client.get(f"/api/v1/audiences/{audience.pk}/members.ndjson", **key)
+    assert response.status_code == 200 and response["Content-Type"] == "application/x-ndjson" and response.streaming
+    lines = [json.loads(line) for line in b"".join(response.streaming_content).decode().splitlines()]
+    expected = list(Customer.objects.filter(region="south").order_by("pk").values_list("external_id", flat=True))
+    assert [line["external_id"] for line in lines] == expected and [line["n"] for line in lines] == list(range(1, 14))
+    rest = client.get(f"/api/v1/audiences/{audience.pk}/members.ndjson?after=10", **key)
+    assert [json.loads(x)["n"] for x in b"".join(rest.streaming_content).decode().splitlines()] == [11, 12, 13]
+    assert client.get(f"/api/v1/audiences/{audience.pk}/members.ndjson?after=x", **key).status_code == 400
