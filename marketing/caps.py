@@ -1,0 +1,129 @@
+"""Frequency caps: which ads a customer may still be served, decided and recorded atomically.
+
+`serve()` locks the customer's CapLock row, reads what they were served, takes ads in the
+order the caller ranked them while every cap at every level (ad, campaign, placement, channel,
+whole service) still holds — counting the ads already taken for this decision — and records
+them before the lock is released. Concurrent requests for one customer therefore queue on
+that row and each sees the others' served ads: the caps are exact, never approximately so.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Iterable, Sequence
+
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from .models import Ad, CapLock, FrequencyCap, Placement, ServedAd
+
+
+@dataclass(frozen=True)
+class Exposure:
+    """One past or planned served ad, with the keys of every level a cap may count at."""
+
+    ad: int
+    campaign: int
+    placement: int
+    channel: int
+    at: datetime
+
+
+@dataclass(frozen=True)
+class Blocked:
+    """Why an ad may not be served now: the cap and what it counted."""
+
+    ad: int
+    cap: FrequencyCap
+    reason: str
+
+
+def caps_for(placement: Placement, ads: Iterable[Ad]) -> list[FrequencyCap]:
+    """Every cap that can bear on serving these ads on this placement (one query)."""
+    ads = list(ads)
+    return list(FrequencyCap.objects.filter(
+        Q(level=FrequencyCap.Level.SERVICE)
+        | Q(level=FrequencyCap.Level.CHANNEL, channel_id=placement.channel_id)
+        | Q(level=FrequencyCap.Level.PLACEMENT, placement_id=placement.pk)
+        | Q(level=FrequencyCap.Level.CAMPAIGN, campaign_id__in={a.campaign_id for a in ads})
+        | Q(level=FrequencyCap.Level.AD, ad_id__in=[a.pk for a in ads])
+    ))
+
+
+def _applies(cap: FrequencyCap, exposure: Exposure) -> bool:
+    level = cap.level
+    if level == FrequencyCap.Level.SERVICE:
+        return True
+    return getattr(exposure, level) == getattr(cap, f"{level}_id")
+
+
+def check(cap: FrequencyCap, candidate: Exposure, history: Sequence[Exposure], now: datetime) -> str | None:
+    """None when the cap allows serving `candidate` now, else the reason in words."""
+    if not _applies(cap, candidate):
+        return None
+    counted = [e for e in history if _applies(cap, e)]
+    if cap.max_count:
+        since = now - timedelta(seconds=cap.window) if cap.window else None
+        n = sum(1 for e in counted if since is None or e.at > since)
+        if n >= cap.max_count:
+            return f"{cap}: already {n}"
+    if cap.min_gap_seconds and counted:
+        last = max(e.at for e in counted)
+        if now - last < timedelta(seconds=cap.min_gap_seconds):
+            return f"{cap}: last one {int((now - last).total_seconds())} s ago"
+    return None
+
+
+def choose(ranked: Sequence[Ad], placement: Placement, caps: Sequence[FrequencyCap], history: Sequence[Exposure],
+           now: datetime, slots: int) -> tuple[list[Ad], list[Blocked]]:
+    """Take ads in rank order while all caps hold, up to `slots`; also say why the others were left."""
+    taken: list[Ad] = []
+    blocked: list[Blocked] = []
+    planned = list(history)
+    for ad in ranked:
+        if len(taken) == slots:
+            break
+        candidate = Exposure(ad.pk, ad.campaign_id, placement.pk, placement.channel_id, now)
+        reason = next(((cap, why) for cap in caps if (why := check(cap, candidate, planned, now))), None)
+        if reason:
+            blocked.append(Blocked(ad.pk, *reason))
+            continue
+        taken.append(ad)
+        planned.append(candidate)
+    return taken, blocked
+
+
+def history(customer_id: int, caps: Sequence[FrequencyCap], now: datetime) -> list[Exposure]:
+    """What the customer was served that any of these caps can count (only as far back as they look)."""
+    if not caps:
+        return []
+    windows = [cap.window for cap in caps if cap.max_count] + [cap.min_gap_seconds for cap in caps if cap.min_gap_seconds]
+    served = ServedAd.objects.filter(customer_id=customer_id)
+    if windows and 0 not in windows:
+        served = served.filter(served_at__gt=now - timedelta(seconds=max(windows)))
+    rows = served.values_list("ad_id", "campaign_id", "placement_id", "channel_id", "served_at")
+    return [Exposure(*row) for row in rows]
+
+
+@transaction.atomic
+def serve(customer_id: int, placement: Placement, ranked: Sequence[Ad], *, slots: int | None = None,
+          now: datetime | None = None) -> tuple[list[ServedAd], list[Blocked]]:
+    """Serve the best-ranked ads the caps allow and record them, exactly, however many requests race."""
+    now = now or timezone.now()
+    try:
+        CapLock.objects.select_for_update().get(customer_id=customer_id)
+    except CapLock.DoesNotExist:  # the customer's first decision: make the row, racing requests make it once
+        CapLock.objects.bulk_create([CapLock(customer_id=customer_id)], ignore_conflicts=True)
+        CapLock.objects.select_for_update().get(customer_id=customer_id)
+    caps = caps_for(placement, ranked)
+    taken, blocked = choose(ranked, placement, caps, history(customer_id, caps, now), now, slots or placement.slots)
+    decision = uuid.uuid4()
+    served = ServedAd.objects.bulk_create([
+        ServedAd(decision=decision, customer_id=customer_id, ad=ad, campaign_id=ad.campaign_id, placement=placement,
+                 channel_id=placement.channel_id, served_at=now)
+        for ad in taken
+    ])
+    return served, blocked

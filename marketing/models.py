@@ -1,0 +1,218 @@
+"""Channels, placements, campaigns, ads, frequency caps, and what was served to whom.
+
+The first part of the delivery release: the objects a delivery plan works with, and the
+record of served ads that frequency caps count (see caps.py). Decisions, plans, budgets and
+the API build on these.
+"""
+
+from __future__ import annotations
+
+import uuid
+
+from django.conf import settings
+from django.core.exceptions import ValidationError
+from django.core.validators import MaxValueValidator, MinValueValidator
+from django.db import models
+
+from audiences.models import Customer, Item
+
+
+class Channel(models.Model):
+    """Where ads reach people, and what reaching them costs."""
+
+    class Kind(models.TextChoices):
+        PUSH = "push", "App push"
+        BANNER = "banner", "In-app banner"
+        PLAYER = "player", "In-player"
+        EMAIL = "email", "E-mail"
+        SMS = "sms", "SMS"
+        PAID = "paid", "Paid external"
+
+    class CostModel(models.TextChoices):
+        CPM = "cpm", "Per 1,000 impressions"
+        CPC = "cpc", "Per click"
+        CPA = "cpa", "Per conversion"
+        SEND = "send", "Per send"
+
+    name = models.CharField(max_length=80, unique=True)
+    kind = models.CharField(max_length=8, choices=Kind.choices)
+    cost_model = models.CharField(max_length=4, choices=CostModel.choices, default=CostModel.CPM)
+    unit_cost = models.DecimalField(max_digits=10, decimal_places=4, default=0, validators=[MinValueValidator(0)])
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Placement(models.Model):
+    """A slot in the product that asks for ads (a home banner, the pre-roll of the player, a push)."""
+
+    slug = models.SlugField(max_length=60, unique=True)
+    name = models.CharField(max_length=120)
+    channel = models.ForeignKey(Channel, on_delete=models.PROTECT, related_name="placements")
+    slots = models.PositiveSmallIntegerField(default=1, validators=[MinValueValidator(1), MaxValueValidator(10)],
+                                             help_text="Ads returned per request")
+
+    class Meta:
+        ordering = ["slug"]
+
+    def __str__(self) -> str:
+        return self.slug
+
+
+class Campaign(models.Model):
+    class Goal(models.TextChoices):
+        CLICK = "click", "Clicks"
+        STREAM = "stream", "Streams"
+        CONVERSION = "conversion", "Conversions"
+        REVENUE = "revenue", "Revenue"
+
+    class Status(models.TextChoices):
+        DRAFT = "draft", "Draft"
+        EXPLORING = "exploring", "Exploring"
+        LIVE = "live", "Live"
+        PAUSED = "paused", "Paused"
+        ENDED = "ended", "Ended"
+
+    # Which status may follow which: ended is final, a draft cannot skip exploration.
+    TRANSITIONS = {
+        Status.DRAFT: {Status.EXPLORING, Status.ENDED},
+        Status.EXPLORING: {Status.LIVE, Status.PAUSED, Status.ENDED},
+        Status.LIVE: {Status.PAUSED, Status.ENDED},
+        Status.PAUSED: {Status.EXPLORING, Status.LIVE, Status.ENDED},
+        Status.ENDED: set(),
+    }
+    SERVING = (Status.EXPLORING, Status.LIVE)
+
+    name = models.CharField(max_length=120, unique=True)
+    goal = models.CharField(max_length=12, choices=Goal.choices, default=Goal.CONVERSION)
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.DRAFT, db_index=True)
+    total_budget = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)])
+    daily_budget = models.DecimalField(max_digits=12, decimal_places=2, null=True, blank=True, validators=[MinValueValidator(0)])
+    starts_at = models.DateTimeField(null=True, blank=True)
+    ends_at = models.DateTimeField(null=True, blank=True)
+    target_cpa = models.DecimalField("target CPA", max_digits=10, decimal_places=2, null=True, blank=True,
+                                     validators=[MinValueValidator(0)])
+    owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["-created_at", "name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def can_move_to(self, status: str) -> bool:
+        return status in self.TRANSITIONS[self.Status(self.status)]
+
+    def clean(self) -> None:
+        if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
+            raise ValidationError({"ends_at": "The flight must end after it starts."})
+        if self.total_budget is not None and self.daily_budget is not None and self.daily_budget > self.total_budget:
+            raise ValidationError({"daily_budget": "The daily budget cannot exceed the total budget."})
+
+
+class Ad(models.Model):
+    """A creative of a campaign, for one or more placements."""
+
+    class Status(models.TextChoices):
+        ACTIVE = "active", "Active"
+        PAUSED = "paused", "Paused"
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="ads")
+    name = models.CharField(max_length=120)
+    title = models.CharField(max_length=200, blank=True)
+    body = models.TextField(blank=True)
+    image_url = models.URLField(blank=True)
+    landing_url = models.URLField(blank=True)
+    promoted_item = models.ForeignKey(Item, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    payload = models.JSONField(default=dict, blank=True, help_text="Anything the client app needs to render the ad")
+    placements = models.ManyToManyField(Placement, related_name="ads")
+    priority = models.SmallIntegerField(default=0, help_text="Higher first when ads are served by priority")
+    status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-priority", "pk"]
+
+    def __str__(self) -> str:
+        return f"{self.campaign} · {self.name}"
+
+
+class FrequencyCap(models.Model):
+    """At most `max_count` served ads per customer in a rolling window, and/or a minimum gap, at one level."""
+
+    class Level(models.TextChoices):
+        AD = "ad", "Ad"
+        CAMPAIGN = "campaign", "Campaign"
+        PLACEMENT = "placement", "Placement"
+        CHANNEL = "channel", "Channel"
+        SERVICE = "service", "Whole service"
+
+    class Window(models.IntegerChoices):
+        HOUR = 3600, "per rolling hour"
+        DAY = 86400, "per rolling day"
+        WEEK = 604800, "per rolling week"
+        LIFETIME = 0, "in a lifetime"
+
+    level = models.CharField(max_length=10, choices=Level.choices)
+    ad = models.ForeignKey(Ad, null=True, blank=True, on_delete=models.CASCADE, related_name="caps")
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="caps")
+    placement = models.ForeignKey(Placement, null=True, blank=True, on_delete=models.CASCADE, related_name="caps")
+    channel = models.ForeignKey(Channel, null=True, blank=True, on_delete=models.CASCADE, related_name="caps")
+    max_count = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)])
+    window = models.PositiveIntegerField(choices=Window.choices, default=Window.DAY)
+    min_gap_seconds = models.PositiveIntegerField(null=True, blank=True, validators=[MinValueValidator(1)],
+                                                  help_text="At least this long between two served ads at this level")
+
+    def __str__(self) -> str:
+        parts = []
+        if self.max_count:
+            parts.append(f"{self.max_count} {self.get_window_display()}")
+        if self.min_gap_seconds:
+            parts.append(f"{self.min_gap_seconds} s apart")
+        return f"{self.get_level_display()} {self.target or ''}: {', '.join(parts)}".replace("  ", " ")
+
+    @property
+    def target(self):
+        return {"ad": self.ad, "campaign": self.campaign, "placement": self.placement, "channel": self.channel}.get(self.level)
+
+    def clean(self) -> None:
+        targets = {"ad": self.ad_id, "campaign": self.campaign_id, "placement": self.placement_id, "channel": self.channel_id}
+        for level, target in targets.items():
+            if level == self.level and target is None:
+                raise ValidationError({level: f"A {self.get_level_display().lower()} cap needs its {level}."})
+            if level != self.level and target is not None:
+                raise ValidationError({level: f"A {self.get_level_display().lower()} cap names no {level}."})
+        if not self.max_count and not self.min_gap_seconds:
+            raise ValidationError("Give a maximum count, a minimum gap, or both.")
+
+
+class CapLock(models.Model):
+    """One row per customer that decisions lock (SELECT … FOR UPDATE) while they check and record caps.
+
+    Locking the customer, not a counter, makes every cap exact at once — rolling windows, several
+    levels, several slots — under any number of concurrent requests, and it serialises only
+    requests for the same customer.
+    """
+
+    customer = models.OneToOneField(Customer, primary_key=True, on_delete=models.CASCADE, related_name="+")
+
+
+class ServedAd(models.Model):
+    """An ad served to a customer (what caps count); the level keys are copied so caps need no joins."""
+
+    id = models.BigAutoField(primary_key=True)
+    decision = models.UUIDField(default=uuid.uuid4, db_index=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    ad = models.ForeignKey(Ad, on_delete=models.CASCADE, related_name="served")
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="served", db_index=False)
+    placement = models.ForeignKey(Placement, on_delete=models.CASCADE, related_name="served", db_index=False)
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="served", db_index=False)
+    served_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["customer", "served_at"], name="served_customer_time")]
