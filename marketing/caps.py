@@ -78,22 +78,29 @@ def check(cap: FrequencyCap, candidate: Exposure, history: Sequence[Exposure], n
 
 
 def choose(ranked: Sequence[Ad], placement: Placement, caps: Sequence[FrequencyCap], history: Sequence[Exposure],
-           now: datetime, slots: int) -> tuple[list[Ad], list[Blocked]]:
-    """Take ads in rank order while all caps hold, up to `slots`; also say why the others were left."""
+           now: datetime, slots: int) -> tuple[list[Ad], list[Blocked], list[Ad]]:
+    """Take ads in rank order while all caps hold, up to `slots`.
+
+    Also returns why the others were left, and which ads the caps allow on their own (before this
+    decision takes any): the set an exploring decision draws its first slot from uniformly.
+    """
     taken: list[Ad] = []
     blocked: list[Blocked] = []
+    eligible: list[Ad] = []
     planned = list(history)
     for ad in ranked:
-        if len(taken) == slots:
-            break
         candidate = Exposure(ad.pk, ad.campaign_id, placement.pk, placement.channel_id, now)
+        if not any(check(cap, candidate, history, now) for cap in caps):
+            eligible.append(ad)
+        if len(taken) == slots:
+            continue
         reason = next(((cap, why) for cap in caps if (why := check(cap, candidate, planned, now))), None)
         if reason:
             blocked.append(Blocked(ad.pk, *reason))
             continue
         taken.append(ad)
         planned.append(candidate)
-    return taken, blocked
+    return taken, blocked, eligible
 
 
 def history(customer_id: int, caps: Sequence[FrequencyCap], now: datetime) -> list[Exposure]:
@@ -108,9 +115,17 @@ def history(customer_id: int, caps: Sequence[FrequencyCap], now: datetime) -> li
     return [Exposure(*row) for row in rows]
 
 
+@dataclass
+class Served:
+    ads: list[ServedAd]
+    blocked: list[Blocked]
+    eligible: list[Ad]
+    decision: uuid.UUID
+
+
 @transaction.atomic
 def serve(customer_id: int, placement: Placement, ranked: Sequence[Ad], *, slots: int | None = None,
-          now: datetime | None = None) -> tuple[list[ServedAd], list[Blocked]]:
+          now: datetime | None = None, decision: uuid.UUID | None = None) -> Served:
     """Serve the best-ranked ads the caps allow and record them, exactly, however many requests race."""
     now = now or timezone.now()
     try:
@@ -119,11 +134,11 @@ def serve(customer_id: int, placement: Placement, ranked: Sequence[Ad], *, slots
         CapLock.objects.bulk_create([CapLock(customer_id=customer_id)], ignore_conflicts=True)
         CapLock.objects.select_for_update().get(customer_id=customer_id)
     caps = caps_for(placement, ranked)
-    taken, blocked = choose(ranked, placement, caps, history(customer_id, caps, now), now, slots or placement.slots)
-    decision = uuid.uuid4()
+    taken, blocked, eligible = choose(ranked, placement, caps, history(customer_id, caps, now), now, slots or placement.slots)
+    decision = decision or uuid.uuid4()
     served = ServedAd.objects.bulk_create([
         ServedAd(decision=decision, customer_id=customer_id, ad=ad, campaign_id=ad.campaign_id, placement=placement,
                  channel_id=placement.channel_id, served_at=now)
         for ad in taken
     ])
-    return served, blocked
+    return Served(served, blocked, eligible, decision)

@@ -115,6 +115,17 @@ class Campaign(models.Model):
             raise ValidationError({"daily_budget": "The daily budget cannot exceed the total budget."})
 
 
+class AdQuerySet(models.QuerySet):
+    def servable(self, placement: Placement, now):
+        """Active ads of exploring or live campaigns inside their flight, for this placement."""
+        return self.filter(
+            placements=placement, status=Ad.Status.ACTIVE, campaign__status__in=Campaign.SERVING,
+        ).filter(
+            models.Q(campaign__starts_at__isnull=True) | models.Q(campaign__starts_at__lte=now),
+            models.Q(campaign__ends_at__isnull=True) | models.Q(campaign__ends_at__gt=now),
+        )
+
+
 class Ad(models.Model):
     """A creative of a campaign, for one or more placements."""
 
@@ -134,6 +145,8 @@ class Ad(models.Model):
     priority = models.SmallIntegerField(default=0, help_text="Higher first when ads are served by priority")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
+
+    objects = AdQuerySet.as_manager()
 
     class Meta:
         ordering = ["-priority", "pk"]
@@ -216,3 +229,69 @@ class ServedAd(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["customer", "served_at"], name="served_customer_time")]
+
+
+
+
+class DeliveryPlan(models.Model):
+    """How a placement's traffic is served: ordered audience rules, then everyone else."""
+
+    class Rest(models.TextChoices):
+        PRIORITY = "priority", "By priority"
+        MODEL = "model", "Ranked by model"
+        NOTHING = "nothing", "Nothing"
+
+    placement = models.OneToOneField(Placement, on_delete=models.CASCADE, related_name="plan")
+    rest = models.CharField("everyone else", max_length=8, choices=Rest.choices, default=Rest.PRIORITY)
+    rest_ads = models.ManyToManyField(Ad, blank=True, related_name="+",
+                                      help_text="Ads for everyone else; none named: every servable ad of the placement")
+    epsilon = models.FloatField(default=0.05, validators=[MinValueValidator(0), MaxValueValidator(1)],
+                                help_text="Share of model-ranked traffic that keeps exploring at random")
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"plan of {self.placement}"
+
+
+class PlanRule(models.Model):
+    """An audience of a plan and what it gets: one specified ad, or a set of ads ranked by model."""
+
+    class Mode(models.TextChoices):
+        ONE_AD = "one", "One specified ad"
+        RANKED = "ranked", "Ads ranked by model"
+
+    plan = models.ForeignKey(DeliveryPlan, on_delete=models.CASCADE, related_name="rules")
+    position = models.PositiveSmallIntegerField(default=0)
+    audience = models.ForeignKey("audiences.Audience", on_delete=models.PROTECT, related_name="+")
+    mode = models.CharField(max_length=6, choices=Mode.choices, default=Mode.ONE_AD)
+    ads = models.ManyToManyField(Ad, related_name="+")
+
+    class Meta:
+        ordering = ["position", "pk"]
+
+
+class Decision(models.Model):
+    """What one request was served and why: the log that exploration and off-policy evaluation read."""
+
+    class Reason(models.TextChoices):
+        TARGETED = "targeted", "Targeted"
+        MODEL = "model", "Model"
+        EXPLORE = "explore", "Explore"
+        PRIORITY = "priority", "Priority"
+        CONTROL = "control", "Control"
+        NONE = "none", "Nothing servable"
+
+    id = models.UUIDField(primary_key=True, default=uuid.uuid4)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    placement = models.ForeignKey(Placement, on_delete=models.CASCADE, related_name="decisions")
+    eligible = models.JSONField(default=list, help_text="Ad ids the caps allowed")
+    chosen = models.JSONField(default=list, help_text="Ad ids served, in slot order")
+    reason = models.CharField(max_length=8, choices=Reason.choices)
+    propensity = models.FloatField(help_text="Probability that the first slot got this ad under the logging policy")
+    rule = models.ForeignKey(PlanRule, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    model_version = models.CharField(max_length=40, blank=True)
+    context = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        indexes = [models.Index(fields=["customer", "created_at"], name="decision_customer_time")]

@@ -50,7 +50,8 @@ def test_a_rolling_day_counts_what_was_served_in_the_last_24_hours_only(setup):
     cap(level="campaign", campaign=setup["upsell"], max_count=2, window=FrequencyCap.Window.DAY)
     served(setup, "upsell-a", "home", NOW - timedelta(hours=25))  # outside the window
     served(setup, "upsell-b", "home", NOW - timedelta(hours=23))
-    taken, blocked = caps.serve(setup["customer"].pk, setup["home"], ranked(setup, "upsell-a", "upsell-b", "kpop-a"), now=NOW)
+    result = caps.serve(setup["customer"].pk, setup["home"], ranked(setup, "upsell-a", "upsell-b", "kpop-a"), now=NOW)
+    taken, blocked = result.ads, result.blocked
     # One more upsell fits (1 in the window + 1 = 2); the second upsell ad is capped, the K-pop ad fills the slot.
     assert [s.ad.name for s in taken] == ["upsell-a", "kpop-a"]
     assert [b.ad for b in blocked] == [setup["upsell-b"].pk] and "already 2" in blocked[0].reason
@@ -59,34 +60,39 @@ def test_a_rolling_day_counts_what_was_served_in_the_last_24_hours_only(setup):
 def test_a_lifetime_cap_counts_everything_ever_served(setup):
     cap(level="ad", ad=setup["kpop-a"], max_count=1, window=FrequencyCap.Window.LIFETIME)
     served(setup, "kpop-a", "notify", NOW - timedelta(days=400))
-    taken, blocked = caps.serve(setup["customer"].pk, setup["home"], ranked(setup, "kpop-a"), now=NOW)
+    result = caps.serve(setup["customer"].pk, setup["home"], ranked(setup, "kpop-a"), now=NOW)
+    taken, blocked = result.ads, result.blocked
     assert taken == [] and "in a lifetime" in blocked[0].reason
 
 
 def test_a_minimum_gap_between_pushes(setup):
     cap(level="channel", channel=setup["push"], min_gap_seconds=4 * 3600)
     served(setup, "upsell-a", "notify", NOW - timedelta(hours=3))
-    taken, blocked = caps.serve(setup["customer"].pk, setup["notify"], ranked(setup, "kpop-a"), now=NOW)
+    result = caps.serve(setup["customer"].pk, setup["notify"], ranked(setup, "kpop-a"), now=NOW)
+    taken, blocked = result.ads, result.blocked
     assert taken == [] and "last one 10800 s ago" in blocked[0].reason
     # The banner is another channel: the push gap does not apply there.
-    taken, _ = caps.serve(setup["customer"].pk, setup["home"], ranked(setup, "kpop-a"), now=NOW)
-    assert [s.ad.name for s in taken] == ["kpop-a"]
-    later, _ = caps.serve(setup["customer"].pk, setup["notify"], ranked(setup, "kpop-a"), now=NOW + timedelta(hours=1, seconds=1))
-    assert [s.ad.name for s in later] == ["kpop-a"]
+    result = caps.serve(setup["customer"].pk, setup["home"], ranked(setup, "kpop-a"), now=NOW)
+    assert [s.ad.name for s in result.ads] == ["kpop-a"]
+    later = caps.serve(setup["customer"].pk, setup["notify"], ranked(setup, "kpop-a"), now=NOW + timedelta(hours=1, seconds=1))
+    assert [s.ad.name for s in later.ads] == ["kpop-a"]
 
 
 def test_ads_taken_in_the_same_decision_count_toward_the_caps(setup):
     cap(level="placement", placement=setup["home"], max_count=1, window=FrequencyCap.Window.HOUR)
-    taken, blocked = caps.serve(setup["customer"].pk, setup["home"], ranked(setup, "upsell-a", "kpop-a"), now=NOW)
+    result = caps.serve(setup["customer"].pk, setup["home"], ranked(setup, "upsell-a", "kpop-a"), now=NOW)
+    taken, blocked = result.ads, result.blocked
     assert [s.ad.name for s in taken] == ["upsell-a"] and [b.ad for b in blocked] == [setup["kpop-a"].pk]
     assert len({s.decision for s in taken}) == 1
+    assert result.eligible == ranked(setup, "upsell-a", "kpop-a")  # each alone was allowed: the first slot drew from both
 
 
 def test_a_service_cap_spans_every_channel(setup):
     cap(level="service", max_count=2, window=FrequencyCap.Window.WEEK)
     served(setup, "upsell-a", "notify", NOW - timedelta(days=6))
     served(setup, "kpop-a", "home", NOW - timedelta(days=1))
-    taken, blocked = caps.serve(setup["customer"].pk, setup["home"], ranked(setup, "upsell-b"), now=NOW)
+    result = caps.serve(setup["customer"].pk, setup["home"], ranked(setup, "upsell-b"), now=NOW)
+    taken, blocked = result.ads, result.blocked
     assert taken == [] and "Whole service" in blocked[0].reason
 
 
@@ -94,8 +100,9 @@ def test_caps_of_other_ads_and_campaigns_do_not_apply(setup):
     cap(level="ad", ad=setup["upsell-a"], max_count=1, window=FrequencyCap.Window.DAY)
     cap(level="campaign", campaign=setup["upsell"], max_count=1, window=FrequencyCap.Window.DAY)
     served(setup, "upsell-a", "home", NOW - timedelta(hours=1))
-    taken, _ = caps.serve(setup["customer"].pk, setup["home"], ranked(setup, "upsell-b", "kpop-a"), now=NOW)
-    assert [s.ad.name for s in taken] == ["kpop-a"]
+    result = caps.serve(setup["customer"].pk, setup["home"], ranked(setup, "upsell-b", "kpop-a"), now=NOW)
+    assert [s.ad.name for s in result.ads] == ["kpop-a"]
+    assert {b.ad for b in result.blocked} == {setup["upsell-b"].pk}  # its campaign is capped
 
 
 @pytest.mark.parametrize("fields,message", [
