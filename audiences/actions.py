@@ -105,23 +105,26 @@ def refresh_membership(audience):
 
     from .models import Audience, AudienceMember, Customer, LookalikeScore
 
+    # One refresh of an audience at a time (the hourly task, a save, a lookalike build may overlap),
+    # and what it reads (a lookalike's size) is read under that lock, fresh.
+    locked = Audience.objects.select_for_update().get(pk=audience.pk)
     source = None
-    if audience.kind == Audience.Kind.RULES:
-        source = Customer.objects.in_audience(audience).order_by().values("id")
-    elif audience.kind == Audience.Kind.LOOKALIKE:
-        lookalike = audience.lookalike
+    if locked.kind == Audience.Kind.RULES:
+        source = Customer.objects.in_audience(locked).order_by().values("id")
+    elif locked.kind == Audience.Kind.LOOKALIKE:
+        lookalike = locked.lookalike
         seed = AudienceMember.objects.filter(audience_id=lookalike.seed_id).values("customer_id")
         source = (LookalikeScore.objects.filter(lookalike=lookalike, rank__lte=lookalike.selected)
                   .exclude(customer_id__in=seed).order_by().values("customer_id"))
     if source is not None:
-        AudienceMember.objects.filter(audience=audience).delete()
+        AudienceMember.objects.filter(audience=locked).delete()
         sql, params = source.query.sql_with_params()
         table = connection.ops.quote_name(AudienceMember._meta.db_table)
         with connection.cursor() as cursor:
-            cursor.execute(f"INSERT INTO {table} (audience_id, customer_id) SELECT %s, q.* FROM ({sql}) q", [audience.pk, *params])
-    audience.size = AudienceMember.objects.filter(audience=audience).count()
+            cursor.execute(f"INSERT INTO {table} (audience_id, customer_id) SELECT %s, q.* FROM ({sql}) q", [locked.pk, *params])
+    audience.size = AudienceMember.objects.filter(audience=locked).count()
     audience.size_at = timezone.now()
-    audience.save(update_fields=["size", "size_at"])
+    Audience.objects.filter(pk=locked.pk).update(size=audience.size, size_at=audience.size_at)
     return audience
 
 
@@ -139,8 +142,14 @@ def create_lookalike(*, name: str, description: str, seed, size_pct: float, by):
 @transaction.atomic
 def queue_lookalike_training(lookalike, *, by) -> Job:
     """(Re)train a lookalike on its seed as it is now and rescore the base; the job shows progress."""
+    from .models import Lookalike
     from .tasks import train_lookalike
 
+    # Locked, so two requests (or the nightly retrain and a click) cannot both queue a training:
+    # two builds of one lookalike at once would fight over its ranked scores.
+    lookalike = Lookalike.objects.select_for_update().select_related("audience", "job").get(pk=lookalike.pk)
+    if lookalike.job is not None and not lookalike.job.is_finished:
+        return lookalike.job
     job = Job.objects.create(kind="lookalike", title=f"Train lookalike “{lookalike.audience.name}”", created_by=by)
     lookalike.job = job
     lookalike.save(update_fields=["job"])
@@ -151,8 +160,10 @@ def queue_lookalike_training(lookalike, *, by) -> Job:
 @transaction.atomic
 def resize_lookalike(lookalike, size_pct: float):
     """Take the top `size_pct` % of the ranked candidates: no retraining, one INSERT … SELECT."""
+    from .models import Lookalike
+
+    Lookalike.objects.filter(pk=lookalike.pk).update(size_pct=size_pct)
     lookalike.size_pct = size_pct
-    lookalike.save(update_fields=["size_pct"])
     return refresh_membership(lookalike.audience)
 
 

@@ -239,10 +239,14 @@ def _parse_date(params, name: str, errors: dict) -> date | None:
     if not text:
         return None
     try:
-        return date.fromisoformat(text)
+        day = date.fromisoformat(text)
     except ValueError:
         errors[name] = f"'{text}' is not a date (YYYY-MM-DD)"
         return None
+    if not 1900 <= day.year <= 2200:  # and the window's end + 1 day must stay a date
+        errors[name] = f"{text} is out of range (years 1900 to 2200)"
+        return None
+    return day
 
 
 def check_query(params: Mapping) -> AnalyticsQuery:
@@ -646,14 +650,14 @@ def csv_rows(query: AnalyticsQuery) -> Iterator[list]:
 
 def csv_lines(query: AnalyticsQuery) -> Iterator[str]:
     """csv_rows as CSV text, line by line (for a streaming response); text that a spreadsheet would run
-    as a formula (=, +, -, @ first) is quoted with a leading apostrophe."""
+    as a formula (=, +, -, @, tab or carriage return first) is quoted with a leading apostrophe."""
     class Line:
         def write(self, text: str) -> str:
             return text
 
     writer = csv.writer(Line())
     for row in csv_rows(query):
-        yield writer.writerow(["'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@") else v for v in row])
+        yield writer.writerow(["'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v for v in row])
 
 
 # --- the page's form --------------------------------------------------------------------------

@@ -225,18 +225,19 @@ class AudienceMembers(generics.ListAPIView):
 
 
 class AudienceMembersStream(APIView):
-    """Every member's external id, streamed as NDJSON (one {"external_id": …} per line) in id order.
+    """Every member's external id, streamed as NDJSON (one {"cursor": …, "external_id": …} per line).
 
     For exports of any size: rows are read with a server-side cursor in chunks, nothing is held
-    in memory, and the first bytes leave before the last rows are read. `?after=<n>` resumes after
-    the n-th member sent (each line carries `n`), so a broken download continues where it stopped.
+    in memory, and the first bytes leave before the last rows are read. Lines come in a stable
+    order; `?after=<cursor>` resumes after the last line received (a keyset, so members who
+    joined or left meanwhile shift nothing).
     """
 
     scopes = {"GET": "audiences:read"}
     permission_classes = [ScopedAccess]
 
     @extend_schema(responses={(200, "application/x-ndjson"): inline_serializer(
-        "MemberLine", {"n": serializers.IntegerField(), "external_id": serializers.CharField()})})
+        "MemberLine", {"cursor": serializers.IntegerField(), "external_id": serializers.CharField()})})
     def get(self, request, pk: int):
         import json
 
@@ -244,14 +245,16 @@ class AudienceMembersStream(APIView):
 
         audience = generics.get_object_or_404(Audience, pk=pk)
         try:
-            after = max(int(request.query_params.get("after", 0)), 0)
+            after = int(request.query_params.get("after", 0))
         except ValueError:
-            return Response({"after": "must be a whole number"}, status=status.HTTP_400_BAD_REQUEST)
-        ids = Customer.objects.in_audience(audience).order_by("pk").values_list("external_id", flat=True)[after:]
+            after = -1
+        if not 0 <= after < 2**63:
+            return Response({"after": "must be a cursor from an earlier line (a whole number)"}, status=status.HTTP_400_BAD_REQUEST)
+        rows = Customer.objects.in_audience(audience).filter(pk__gt=after).order_by("pk").values_list("pk", "external_id")
 
         def lines():
-            for n, external_id in enumerate(ids.iterator(chunk_size=5000), start=after + 1):
-                yield json.dumps({"n": n, "external_id": external_id}) + "\n"
+            for cursor, external_id in rows.iterator(chunk_size=5000):
+                yield json.dumps({"cursor": cursor, "external_id": external_id}) + "\n"
 
         return StreamingHttpResponse(lines(), content_type="application/x-ndjson")
 

@@ -52,18 +52,49 @@ def read(post) -> dict:
     tree_text = post.get("tree")
     if tree_text is None:  # a plain JSON post (API-like clients, old forms)
         return _loads(text)
-    tree = _loads(tree_text)
+    tree = _shaped(_loads(tree_text))
     if text.strip() and text.strip() != tree_text.strip():
         edited = _loads(text)
         if edited != tree:
-            return as_tree(edited)
+            return _shaped(as_tree(edited))
     _lay_inputs(tree, post)
+    return tree
+
+
+MAX_NODES_DEEP = 14  # rules.MAX_DEPTH plus the builder's wrapping group, with room for validate to name the problem
+
+
+def _shaped(tree: Any) -> dict:
+    """The tree, if the builder can walk it: groups hold lists (NOT one object) and conditions are objects.
+
+    What the conditions say is for rules.validate to judge and name; this only keeps a malformed
+    post from crashing the builder.
+    """
+    def walk(node: Any, depth: int, where: str) -> None:
+        if depth > MAX_NODES_DEEP:
+            raise BuilderError(f"{where}: nested deeper than {MAX_NODES_DEEP} levels.")
+        if not isinstance(node, dict):
+            raise BuilderError(f"{where}: every node must be an object, not {type(node).__name__}.")
+        for key in ("all", "any"):
+            if key in node:
+                if not isinstance(node[key], list):
+                    raise BuilderError(f"{where}.{key}: a group holds a list of conditions.")
+                for i, child in enumerate(node[key]):
+                    walk(child, depth + 1, f"{where}.{key}[{i}]")
+                return
+        if "not" in node:
+            walk(node["not"], depth + 1, f"{where}.not")
+
+    tree = as_tree(tree) if isinstance(tree, dict) else tree
+    walk(tree, 0, "rule")
     return tree
 
 
 def _loads(text: str) -> Any:
     try:
         return json.loads(text)
+    except RecursionError:
+        raise BuilderError(f"The rule is nested deeper than {MAX_NODES_DEEP} levels.") from None
     except ValueError as exc:
         raise BuilderError(f"Not valid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).") from None
 
@@ -115,19 +146,22 @@ def _lay_inputs(tree: dict, post) -> None:
         if is_group(node):
             continue
         leaf = _leaf_from_inputs(node, given)
-        node.clear()
-        node.update(leaf)
+        if leaf is not node:
+            node.clear()
+            node.update(leaf)
 
 
 def _leaf_from_inputs(node: dict, given: dict) -> dict:
     """The condition as its inputs say; an input the page did not send keeps the node's value."""
     kind = given.get("type") or leaf_type(node)
-    given = {**_shown(node.get("op"), node.get("value")), **given}
+    if kind == "list":  # an uploaded list or lookalike reference written in JSON: shown as it is
+        return node
+    given = {**_inputs_of(node), **given}
     if kind != leaf_type(node):  # the operator switched what the condition is about
         return json.loads(json.dumps(LEAF_DEFAULTS.get(kind, DEFAULT_CONDITION)))
     if kind == "field":
         name = given.get("field", node.get("field"))
-        spec = FIELDS.get(name)
+        spec = FIELDS.get(name) if isinstance(name, str) else None
         if spec is None:
             return {"field": name, "op": given.get("op", "eq"), "value": given.get("value", "")}
         op = given.get("op", node.get("op"))
@@ -196,7 +230,26 @@ def _value(kind: str, op: str, raw: str, raw2: str) -> Any:
     return _scalar(kind, raw)
 
 
+def _inputs_of(node: dict) -> dict:
+    """A condition as its page inputs would send it (what an input the page did not send keeps)."""
+    kind = leaf_type(node)
+    shown = _shown(node.get("op"), node.get("value"))
+    if kind == "pref":
+        return {**shown, "pref": node.get("pref"), "key": node.get("key", ""), "op": node.get("op")}
+    if kind == "did":
+        verb = "did_not" if "did_not" in node else "did"
+        target = next((t for t in ("artist", "genre", "item") if t in node), "")
+        return {"verb": verb, "activity": node.get(verb), "target": target, "name": node.get(target, "") if target else "",
+                "at_least": str(node.get("at_least", "")), "in_last_days": str(node.get("in_last_days", ""))}
+    if kind == "audience":
+        verb = "not_in_audience" if "not_in_audience" in node else "in_audience"
+        return {"verb": verb, "audience": str(node.get(verb) or "")}
+    return shown
+
+
 def leaf_type(node: dict) -> str:
+    if "list" in node:
+        return "list"
     if "field" in node:
         return "field"
     if "pref" in node:
@@ -215,6 +268,8 @@ def edit(tree: dict, action: str, path_text: str) -> dict:
         path = tuple(int(p) for p in path_text.split(".") if p != "")
     except ValueError:
         return tree
+    if any(i < 0 for i in path):
+        return tree
     node, parent = _at(tree, path), _at(tree, path[:-1]) if path else None
     if node is None:
         return tree
@@ -226,10 +281,17 @@ def edit(tree: dict, action: str, path_text: str) -> dict:
             return edit(tree, "remove", _key(path[:-1]))
         del children(parent)[path[-1]]
     elif action == "negate" and path:
-        children(parent)[path[-1]] = {"not": node}
+        _put(parent, path[-1], {"not": node})
     elif action == "unnegate" and "not" in node and path:
-        children(parent)[path[-1]] = node["not"]
+        _put(parent, path[-1], node["not"])
     return tree
+
+
+def _put(parent: dict, index: int, node: dict) -> None:
+    if "not" in parent:  # NOT holds one object, not a list
+        parent["not"] = node
+    else:
+        children(parent)[index] = node
 
 
 def _at(tree: dict, path: tuple) -> Any:
@@ -285,22 +347,24 @@ def view(tree: dict, error: RuleError | None, audience_id: int | None) -> dict:
             return {"path": key, "type": "field", "error": problem or "not a condition", "text": repr(node)}
         kind = leaf_type(node)
         out = {"path": key, "type": kind, "error": problem, "text": _safe_describe(node)}
-        if kind == "field":
-            spec = FIELDS.get(node.get("field"))
+        if kind == "list":
+            out.update(text=_safe_describe(node))
+        elif kind == "field":
+            spec = FIELDS.get(node.get("field")) if isinstance(node.get("field"), str) else None
             value = node.get("value")
             out.update(field=node.get("field"), op=node.get("op"), value_kind=spec.kind if spec else "text",
                        ops=[(o, OP_WORDS[o]) for o in OPS_BY_KIND[spec.kind]] if spec else [],
-                       choices=_choices(node.get("field"), spec), datalist=DATALISTS.get(node.get("field"), ""),
+                       choices=_choices(node.get("field"), spec), datalist=_datalist(node.get("field")),
                        **_shown(node.get("op"), value))
         elif kind == "pref":
             out.update(pref=node.get("pref"), key=node.get("key", ""), op=node.get("op"), ops=[(o, OP_WORDS[o]) for o in PREF_OPS],
-                       datalist=DATALISTS.get(node.get("pref"), ""),
+                       datalist=_datalist(node.get("pref")),
                        **_shown(node.get("op"), node.get("value")))
         elif kind == "did":
             verb = "did_not" if "did_not" in node else "did"
             target = next((t for t in ("artist", "genre", "item") if t in node), "")
             out.update(verb=verb, activity=node.get(verb), target=target, name=node.get(target, "") if target else "",
-                       at_least=node.get("at_least", ""), in_last_days=node.get("in_last_days", ""), datalist=DATALISTS.get(target, ""))
+                       at_least=node.get("at_least", ""), in_last_days=node.get("in_last_days", ""), datalist=_datalist(target))
         else:
             verb = "not_in_audience" if "not_in_audience" in node else "in_audience"
             out.update(verb=verb, audience=node.get(verb), audiences=audiences)
@@ -308,6 +372,10 @@ def view(tree: dict, error: RuleError | None, audience_id: int | None) -> dict:
 
     return {"root": draw(tree, ()), "fields": [(name, spec.label) for name, spec in FIELDS.items()],
             "preferences": PREFERENCE_DIMENSIONS, "activities": list(KINDS)}
+
+
+def _datalist(name: Any) -> str:
+    return DATALISTS.get(name, "") if isinstance(name, str) else ""
 
 
 def _safe_describe(node: dict) -> str:

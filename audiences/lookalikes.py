@@ -7,6 +7,7 @@ resize the audience without retraining.
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from typing import Callable, Iterator
 
@@ -133,6 +134,7 @@ def build(lookalike: Lookalike, *, progress: Progress, random_state: int = 0) ->
     order = np.argsort(-values, kind="stable")[:keep]
     progress(0.92, f"Storing the top {keep:,} candidates")
     with transaction.atomic():
+        Lookalike.objects.select_for_update().get(pk=lookalike.pk)  # one build writes its scores at a time
         LookalikeScore.objects.filter(lookalike=lookalike).delete()
         LookalikeScore.objects.bulk_create(
             (LookalikeScore(lookalike=lookalike, customer_id=int(candidates[i]), rank=r + 1, score=float(values[i]))
@@ -147,7 +149,7 @@ def build(lookalike: Lookalike, *, progress: Progress, random_state: int = 0) ->
         lookalike.top_features = list(model.top_features)
         lookalike.curve = [{k: (float(v) if isinstance(v, (float, np.floating)) else int(v)) for k, v in p.items()} for p in curve]
         lookalike.save(update_fields=["trained_at", "holdout_auc", "n_seed", "n_negatives", "n_candidates", "top_features", "curve"])
-        refresh_membership(lookalike.audience)
+        refresh_membership(lookalike.audience)  # reads the size chosen now, also if it changed while training
     return {"auc": lookalike.holdout_auc, "seed": lookalike.n_seed, "candidates": len(candidates), "kept": keep}
 
 
@@ -183,9 +185,11 @@ def ranked(members, lookalike: Lookalike):
 def page_context(lookalike: Lookalike, pct: str | None = None) -> dict:
     """The lookalike's evidence for its page: the size curve with the chosen size, top features, a what-if point."""
     try:
-        what_if = min(max(float(pct), Lookalike.MIN_PCT), Lookalike.MAX_PCT) if pct else None
+        what_if = float(pct) if pct else None
     except ValueError:
         what_if = None
+    if what_if is not None:
+        what_if = min(max(what_if, Lookalike.MIN_PCT), Lookalike.MAX_PCT) if math.isfinite(what_if) else None
     points = sorted(lookalike.curve or [], key=lambda p: p["pct"])
     chosen = lookalike.point()
     curve_chart = {

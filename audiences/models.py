@@ -344,6 +344,10 @@ class Audience(models.Model):
         if found is None:
             return None
         kind, rule = found
+        if kind == Audience.Kind.LOOKALIKE:
+            # The seed travels along so validation can refuse a rule that includes its own lookalike.
+            seed = Lookalike.objects.filter(pk=audience_id).values_list("seed_id", flat=True).first()
+            return {"list": audience_id, "seed": seed} if seed else {"list": audience_id}
         return rule if kind == Audience.Kind.RULES else {"list": audience_id}
 
     @property

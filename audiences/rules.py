@@ -225,10 +225,18 @@ def _walk(node: Any, path: str, load: AudienceLoader | None, chain: tuple, depth
         if rule is None:
             raise RuleError(here(key), f"no audience with id {target}")
         _walk(rule, f"{here(key)}<{target}>", load, chain + (target,), depth + 1)
-    elif "list" in node:  # what in_audience resolves to for an uploaded list
-        _only(node, {"list"}, path)
+    elif "list" in node:  # what in_audience resolves to for an uploaded list or a lookalike (with its seed)
+        _only(node, {"list", "seed"}, path)
         if not isinstance(node["list"], int) or isinstance(node["list"], bool):
             raise RuleError(here("list"), "must be an audience id")
+        seed = node.get("seed")
+        if seed is not None:
+            if seed in chain:
+                raise RuleError(path, f"lookalike {node['list']} learns from audience {seed}, which would include it "
+                                      f"(cycle {' → '.join(map(str, chain + (seed,)))})")
+            rule = load(seed) if load else None
+            if rule is not None:
+                _walk(rule, f"{path}<seed {seed}>", load, chain + (seed,), depth + 1)
     else:
         raise RuleError(path, f"unknown node with keys {sorted(node)}; use all, any, not, field, pref, did, did_not or in_audience")
 

@@ -76,11 +76,17 @@ def refresh_audiences(job_id: int | None = None) -> None:
         if job is None:
             return
         # Rule audiences first: a lookalike's members leave out its seed's members as they are now.
-        audiences = [*Audience.objects.rule_based(), *Audience.objects.filter(kind=Audience.Kind.LOOKALIKE)]
+        audiences = [*Audience.objects.rule_based(), *lookalikes_in_seed_order()]
+        failed = []
         for n, audience in enumerate(audiences):
-            refresh_membership(audience)
+            try:
+                refresh_membership(audience)
+            except Exception as exc:  # one broken audience must not leave all the others stale
+                failed.append(f"{audience.name}: {type(exc).__name__}: {exc}")
             job.report((n + 1) / max(len(audiences), 1), f"{n + 1} of {len(audiences)} audiences refreshed")
-        job.message = f"{len(audiences)} audiences refreshed"
+        job.message = f"{len(audiences) - len(failed)} audiences refreshed" + (f", {len(failed)} failed" if failed else "")
+        if failed:
+            job.result = {"failed": failed}
 
 
 @shared_task(name="audiences.train_lookalike", acks_late=True)
@@ -107,5 +113,25 @@ def retrain_lookalikes() -> int:
 
     lookalikes = list(Lookalike.objects.select_related("audience"))
     for lookalike in lookalikes:
-        queue_lookalike_training(lookalike, by=None)
+        queue_lookalike_training(lookalike, by=None)  # skips one whose training is still queued or running
     return len(lookalikes)
+
+
+def lookalikes_in_seed_order() -> list:
+    """Lookalike audiences, each after any lookalike that is its seed, so it excludes its seed as it is now."""
+    from .models import Audience, Lookalike
+
+    seeds = dict(Lookalike.objects.values_list("audience_id", "seed_id"))
+    ordered: list[int] = []
+
+    def visit(pk: int, path: tuple = ()) -> None:
+        if pk in ordered or pk in path:
+            return
+        if seeds.get(pk) in seeds:
+            visit(seeds[pk], (*path, pk))
+        ordered.append(pk)
+
+    for pk in seeds:
+        visit(pk)
+    by_pk = Audience.objects.in_bulk(ordered)
+    return [by_pk[pk] for pk in ordered if pk in by_pk]

@@ -42,6 +42,7 @@ def audience_edit(request, pk: int | None = None):
             data["rule"] = json.dumps(tree)
         except builder.BuilderError as exc:
             problem = str(exc)
+            tree = _last_good_tree(request.POST.get("tree", ""))
     form = AudienceForm(data, instance=audience)
     if problem:
         form.add_error("rule", problem)
@@ -50,6 +51,8 @@ def audience_edit(request, pk: int | None = None):
         messages.success(request, f"“{audience.name}” saved: {audience.size:,} customers today.")
         return redirect("audiences:detail", pk=audience.pk)
     context = {"form": form, "audience": audience, **_builder_context(tree, audience.pk)}
+    if problem:
+        context.update(rule_text=request.POST.get("rule", ""), json_open=True)
     return render(request, "audiences/audience_form.html", context, status=400 if form.errors else 200)
 
 
@@ -69,9 +72,13 @@ def audience_builder(request):
         tree = builder.read(request.POST)
         problem = None
     except builder.BuilderError as exc:
-        tree, problem = builder.as_tree(_loads_or_empty(request.POST.get("tree", ""))), str(exc)
+        # Keep the last good tree, and give the operator's JSON back with the error, to fix it there.
+        tree, problem = _last_good_tree(request.POST.get("tree", "")), str(exc)
     tree = builder.edit(tree, request.POST.get("action", ""), request.POST.get("path", ""))
-    response = render(request, "audiences/audience_form.html#builder", _builder_context(tree, pk, problem))
+    context = _builder_context(tree, pk, problem)
+    if problem:
+        context.update(rule_text=request.POST.get("rule", ""), json_open=True)
+    response = render(request, "audiences/audience_form.html#builder", context)
     response["HX-Trigger-After-Settle"] = "rule-changed"
     return response
 
@@ -83,11 +90,11 @@ def _int(text) -> int | None:
         return None
 
 
-def _loads_or_empty(text: str):
+def _last_good_tree(text: str) -> dict:
     try:
-        return json.loads(text)
-    except ValueError:
-        return {}
+        return builder._shaped(json.loads(text))
+    except (ValueError, RecursionError, builder.BuilderError):
+        return {"all": []}
 
 
 @require_POST

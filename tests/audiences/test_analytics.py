@@ -361,3 +361,9 @@ def test_anonymous_is_sent_to_login_and_post_is_refused(client, mark, nora):
     assert client.post(URL).status_code == 405 and client.post(CSV).status_code == 405
     client.force_login(nora)
     assert client.get(URL).status_code == 403
+
+
+def test_dates_beyond_the_calendar_are_refused_by_name(client, ann):
+    client.force_login(ann)
+    response = client.get(reverse("audiences:analytics"), {"end": "9999-12-31"})
+    assert response.status_code == 400 and "out of range" in response.content.decode()

@@ -166,3 +166,50 @@ def test_saving_an_invalid_builder_rule_keeps_the_page_with_the_error(client, ba
 def test_analysts_cannot_use_the_builder(client, base, ann):
     client.force_login(ann)
     assert client.post(reverse("audiences:builder"), post(tree=json.dumps(TREE))).status_code == 403
+
+
+@pytest.mark.parametrize("tree", [{"all": 5}, {"all": {"a": 1}}, {"all": ["abc"]}, {"not": [1]}, [1, 2], "x"])
+def test_a_malformed_tree_is_refused_with_a_reason_not_a_crash(tree):
+    with pytest.raises(builder.BuilderError):
+        builder.read(post(tree=json.dumps(tree), **{"n__0__value": "3"}))
+
+
+def test_absurd_nesting_is_refused():
+    deep = {"field": "region", "op": "eq", "value": "x"}
+    for _ in range(900):
+        deep = {"not": deep}
+    with pytest.raises(builder.BuilderError, match="nested deeper"):
+        builder.read(post(tree=json.dumps(deep)))
+
+
+def test_negative_paths_change_nothing_and_a_list_field_name_does_not_crash(client, base, mark):
+    assert builder.edit(json.loads(json.dumps(TREE)), "remove", "-1") == TREE
+    client.force_login(mark)
+    odd = {"all": [{"field": ["a"], "op": "eq", "value": 1}]}
+    data = post(tree=json.dumps(odd), rule=json.dumps(odd))
+    data["n.0.value"] = "3"
+    response = client.post(reverse("audiences:builder"), data)
+    assert response.status_code == 200 and "unknown field" in response.content.decode()
+
+
+def test_not_under_not_can_be_added_and_removed():
+    tree = {"all": [{"not": {"field": "region", "op": "eq", "value": "x"}}]}
+    twice = builder.edit(json.loads(json.dumps(tree)), "negate", "0.0")
+    assert twice == {"all": [{"not": {"not": {"field": "region", "op": "eq", "value": "x"}}}]}
+    assert builder.edit(twice, "unnegate", "0.0") == tree
+
+
+def test_inputs_the_page_did_not_send_keep_every_attribute():
+    tree = {"all": [{"pref": "genres", "key": "k-pop", "op": "gte", "value": 0.3},
+                    {"did": "play", "artist": "NOVA9", "at_least": 3, "in_last_days": 7}, {"list": 4}]}
+    data = post(tree=json.dumps(tree))
+    data["n.0.op"], data["n.1.at_least"], data["n.2.value"] = "lte", "5", "x"
+    assert builder.read(data) == {"all": [{"pref": "genres", "key": "k-pop", "op": "lte", "value": 0.3},
+                                          {"did": "play", "artist": "NOVA9", "at_least": 5, "in_last_days": 7}, {"list": 4}]}
+
+
+def test_a_json_typo_comes_back_with_its_error_and_the_box_open(client, base, mark):
+    client.force_login(mark)
+    data = post(tree=json.dumps(TREE), rule='{"all": [oops')
+    page = client.post(reverse("audiences:builder"), data).content.decode()
+    assert "Not valid JSON" in page and "{&quot;all&quot;: [oops" in page and "<details class=\"mt-3\" open>" in page

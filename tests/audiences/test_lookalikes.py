@@ -1,5 +1,7 @@
 """Lookalikes end to end: train on a seed, rank everyone else, pick a size, explain, retrain — on real models."""
 
+import json
+
 import numpy as np
 import pytest
 from django.urls import reverse
@@ -181,3 +183,29 @@ def test_a_worker_process_trains_a_lookalike(celery_worker_process, mark):
     audience.refresh_from_db()
     assert audience.size == round(0.1 * (2000 - len(fans)))
     assert audience.lookalike.holdout_auc > 0.8
+
+
+def test_a_second_training_is_not_queued_while_one_is_unfinished(trained, mark):
+    audience, _, _ = trained
+    lookalike = audience.lookalike
+    Job.objects.filter(pk=lookalike.job_id).update(status=Job.Status.RUNNING)
+    again = actions.queue_lookalike_training(lookalike, by=mark)
+    assert again.pk == lookalike.job_id and Job.objects.filter(kind="lookalike").count() == 1
+
+
+def test_a_rule_cannot_include_a_lookalike_of_itself(trained, client, mark):
+    audience, seed, _ = trained
+    rule_seed = Audience.objects.create(name="Rule seed", rule={"field": "region", "op": "eq", "value": "south"})
+    Lookalike.objects.filter(pk=audience.pk).update(seed=rule_seed)
+    client.force_login(mark)
+    cyclic = {"all": [{"field": "region", "op": "eq", "value": "south"}, {"in_audience": audience.pk}]}
+    response = client.post(reverse("audiences:edit", args=[rule_seed.pk]), {"name": "Rule seed", "rule": json.dumps(cyclic)})
+    assert response.status_code == 400 and "which would include it" in response.content.decode()
+
+
+def test_a_what_if_size_that_is_not_a_number_is_ignored(trained, client, ann):
+    audience, _, _ = trained
+    client.force_login(ann)
+    for pct in ("nan", "inf", "abc"):
+        response = client.get(reverse("audiences:detail", args=[audience.pk]), {"part": "sizing", "pct": pct}, HTTP_HX_REQUEST="true")
+        assert response.status_code == 200
