@@ -147,7 +147,7 @@ def queue_lookalike_training(lookalike, *, by) -> Job:
 
     # Locked, so two requests (or the nightly retrain and a click) cannot both queue a training:
     # two builds of one lookalike at once would fight over its ranked scores.
-    lookalike = Lookalike.objects.select_for_update().select_related("audience", "job").get(pk=lookalike.pk)
+    lookalike = Lookalike.objects.select_for_update(of=("self",)).select_related("audience", "job").get(pk=lookalike.pk)
     if lookalike.job is not None and not lookalike.job.is_finished:
         return lookalike.job
     job = Job.objects.create(kind="lookalike", title=f"Train lookalike “{lookalike.audience.name}”", created_by=by)
