@@ -39,6 +39,7 @@ SCOPES = {
     "activities:write": "Post activity batches",
     "jobs:read": "Read background job progress",
     "audiences:read": "Read audiences, their members and why a customer is in or out",
+    "decisions": "Ask which ads to show a customer (what is served counts toward frequency caps)",
 }
 
 

@@ -27,6 +27,7 @@ urlpatterns = [
     path("team/", include("accounts.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include(audiences_urls.api_urls)),
+    path("api/v1/", include(marketing_urls.api_urls)),
     path("healthz", healthz, name="healthz"),
     path("api/v1/schema", SpectacularAPIView.as_view(permission_classes=[AnyRoleOrToken]), name="api-schema"),
 ]

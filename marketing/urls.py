@@ -1,6 +1,8 @@
 from django.urls import path
 
-from . import views
+from . import api, views
 
 campaigns = ([path("", views.campaign_list, name="list")], "campaigns")
 budget = ([path("", views.budget, name="overview")], "budget")
+
+api_urls = [path("decisions", api.DecisionCreate.as_view(), name="api-decisions")]
