@@ -40,6 +40,7 @@ SCOPES = {
     "jobs:read": "Read background job progress",
     "audiences:read": "Read audiences, their members and why a customer is in or out",
     "decisions": "Ask which ads to show a customer (what is served counts toward frequency caps)",
+    "events:write": "Post impressions, clicks, conversions and other events",
 }
 
 

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, inline_serializer
+from django.db import transaction
 from rest_framework import serializers, status
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import ApiClient
 from accounts.permissions import ScopedAccess
 from audiences.models import Customer
 
 from .decisions import decide
-from .models import Decision, Placement
+from .models import Ad, Decision, Event, Placement
 
 
 class DecisionRequest(serializers.Serializer):
@@ -67,3 +69,76 @@ def _ad(decision: Decision, ad, slot: int) -> dict:
     creative = {"title": ad.title, "body": ad.body, "image_url": ad.image_url, "landing_url": ad.landing_url,
                 "item": ad.promoted_item.external_id if ad.promoted_item_id else None, **(ad.payload or {})}
     return {"ad": ad.pk, "campaign": ad.campaign_id, "creative": creative, "propensity": propensity, "reason": decision.reason}
+
+
+MAX_EVENTS = 10_000
+
+
+class EventIn(serializers.Serializer):
+    id = serializers.CharField(max_length=100)
+    type = serializers.ChoiceField(choices=Event.Type.choices)
+    customer = serializers.CharField(max_length=64)
+    decision = serializers.UUIDField(required=False, allow_null=True)
+    ad = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    value = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, default=0, min_value=0)
+    occurred_at = serializers.DateTimeField()
+
+
+def record_events(items, *, source: str) -> tuple[dict, int]:
+    """Validate a batch item by item, keep the good ones (once per event id), report the bad by index and field."""
+    if not isinstance(items, list):
+        return {"detail": 'Send {"events": [...]}.'}, status.HTTP_400_BAD_REQUEST
+    if len(items) > MAX_EVENTS:
+        return {"detail": f"A batch holds at most {MAX_EVENTS:,} events; this one has {len(items):,}."}, status.HTTP_400_BAD_REQUEST
+    rejected, good = [], []
+    for index, item in enumerate(items):
+        given = EventIn(data=item if isinstance(item, dict) else {})
+        if not isinstance(item, dict):
+            rejected.append({"index": index, "field": "", "value": str(item)[:80], "reason": "not a JSON object"})
+        elif not given.is_valid():
+            name, reasons = next(iter(given.errors.items()))
+            rejected.append({"index": index, "field": name, "value": str(item.get(name, ""))[:80], "reason": " ".join(map(str, reasons))})
+        else:
+            good.append((index, given.validated_data))
+    customers = dict(Customer.objects.filter(external_id__in={d["customer"] for _, d in good}).values_list("external_id", "pk"))
+    ads = dict(Ad.objects.filter(pk__in={d["ad"] for _, d in good if d.get("ad")}).values_list("pk", "campaign_id"))
+    decisions = set(Decision.objects.filter(pk__in={d["decision"] for _, d in good if d.get("decision")}).values_list("pk", flat=True))
+    rows = []
+    for index, data in good:
+        problem = None
+        if data["customer"] not in customers:
+            problem = ("customer", data["customer"], "no customer with this external id")
+        elif data.get("ad") and data["ad"] not in ads:
+            problem = ("ad", data["ad"], "no ad with this id")
+        elif data.get("decision") and data["decision"] not in decisions:
+            problem = ("decision", data["decision"], "no decision with this id")
+        if problem:
+            rejected.append({"index": index, "field": problem[0], "value": str(problem[1]), "reason": problem[2]})
+            continue
+        rows.append(Event(source=source, key=data["id"], type=data["type"], customer_id=customers[data["customer"]],
+                          decision_id=data.get("decision"), ad_id=data.get("ad"), campaign_id=ads.get(data.get("ad")),
+                          value=data["value"], occurred_at=data["occurred_at"]))
+    unique = list({row.key: row for row in rows}.values())  # a batch repeating an id counts it once
+    with transaction.atomic():
+        existing = set(Event.objects.filter(source=source, key__in=[r.key for r in unique]).values_list("key", flat=True))
+        Event.objects.bulk_create([r for r in unique if r.key not in existing], ignore_conflicts=True, batch_size=2000)
+    rejected.sort(key=lambda r: r["index"])
+    body = {"accepted": len(rows), "created": len(unique) - len(existing), "rejected": rejected}
+    return body, (status.HTTP_200_OK if rows or not rejected else status.HTTP_400_BAD_REQUEST)
+
+
+class EventBatch(APIView):
+    """Post a batch of events; idempotent by event id; each bad item is reported by index and field, good items are kept."""
+
+    scopes = {"POST": "events:write"}
+    permission_classes = [ScopedAccess]
+
+    @extend_schema(request=inline_serializer("EventBatchIn", {"events": EventIn(many=True)}),
+                   responses={200: inline_serializer("EventBatchOut", {
+                       "accepted": serializers.IntegerField(), "created": serializers.IntegerField(),
+                       "rejected": serializers.ListField(child=serializers.DictField())})})
+    def post(self, request):
+        items = request.data.get("events") if isinstance(request.data, dict) else None
+        source = f"client:{request.auth.pk}" if isinstance(request.auth, ApiClient) else f"user:{request.user.pk}"
+        body, code = record_events(items, source=source)
+        return Response(body, status=code)

@@ -295,3 +295,36 @@ class Decision(models.Model):
 
     class Meta:
         indexes = [models.Index(fields=["customer", "created_at"], name="decision_customer_time")]
+
+
+class Event(models.Model):
+    """Something a customer did in answer to (or after) an ad, as posted by an external system.
+
+    Idempotent by the sender's event id: (source, key) is unique, so a replayed batch adds nothing.
+    """
+
+    class Type(models.TextChoices):
+        IMPRESSION = "impression", "Impression"
+        CLICK = "click", "Click"
+        CONVERSION = "conversion", "Conversion"
+        PLAY = "play", "Play"
+        PURCHASE = "purchase", "Purchase"
+        SUBSCRIBE = "subscribe", "Subscribe"
+        DISMISS = "dismiss", "Dismiss"
+
+    id = models.BigAutoField(primary_key=True)
+    source = models.CharField(max_length=100, help_text="The API client (or user) that sent it")
+    key = models.CharField(max_length=100, help_text="The sender's event id")
+    type = models.CharField(max_length=12, choices=Type.choices)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    decision = models.ForeignKey(Decision, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    ad = models.ForeignKey(Ad, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    value = models.DecimalField(max_digits=12, decimal_places=2, default=0)
+    occurred_at = models.DateTimeField()
+    received_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "key"], name="event_once_per_source")]
+        indexes = [models.Index(fields=["campaign", "occurred_at"], name="event_campaign_time"),
+                   models.Index(fields=["customer", "occurred_at"], name="event_customer_time")]

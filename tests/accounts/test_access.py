@@ -49,7 +49,7 @@ PAGES = {
 # Served by Django itself or checked elsewhere (API tests, auth views).
 OTHERS = {"healthz", "login", "logout", "password_change", "password_change_done", "api-schema", "api-customers",
           "api-customer", "api-items", "api-activities", "api-job",
-          "api-audiences", "api-audience-members", "api-audience-members-stream", "api-audience-why", "api-decisions"}
+          "api-audiences", "api-audience-members", "api-audience-members-stream", "api-audience-why", "api-decisions", "api-events"}
 
 
 def all_url_names(resolver=None, namespace=""):

@@ -54,3 +54,39 @@ def test_decisions_need_the_decisions_scope(client, live):
     assert client.post(URL, body, content_type="application/json").status_code == 401
     assert client.post(URL, body, content_type="application/json", **key("audiences:read")).status_code == 403
     assert client.get(URL, **key("decisions")).status_code == 405
+
+
+EVENTS = "/api/v1/events"
+
+
+def test_an_event_batch_keeps_good_items_reports_bad_ones_by_index_and_field_and_replays_change_nothing(client, live):
+    from marketing.models import Event
+
+    auth = key("events:write")
+    decision = client.post(URL, {"customer": "c1", "placement": "push"}, content_type="application/json", **key("decisions")).json()
+    events = [
+        {"id": "e1", "type": "impression", "customer": "c1", "decision": decision["decision"], "ad": live["ad"].pk, "occurred_at": "2026-11-20T10:00:00Z"},
+        {"id": "e2", "type": "click", "customer": "c1", "ad": live["ad"].pk, "occurred_at": "2026-11-20T10:00:05Z"},
+        {"id": "e3", "type": "teleport", "customer": "c1", "occurred_at": "2026-11-20T10:00:05Z"},
+        {"id": "e4", "type": "conversion", "customer": "ghost", "value": 9.99, "occurred_at": "2026-11-20T10:01:00Z"},
+        {"id": "e5", "type": "conversion", "customer": "c1", "value": -1, "occurred_at": "2026-11-20T10:01:00Z"},
+        {"id": "e6", "type": "conversion", "customer": "c1", "value": "9.99", "ad": live["ad"].pk, "occurred_at": "2026-11-20T10:02:00Z"},
+        "nonsense",
+    ]
+    response = client.post(EVENTS, {"events": events}, content_type="application/json", **auth)
+    body = response.json()
+    assert response.status_code == 200 and (body["accepted"], body["created"]) == (3, 3)
+    assert [(r["index"], r["field"]) for r in body["rejected"]] == [(2, "type"), (3, "customer"), (4, "value"), (6, "")]
+    assert Event.objects.get(key="e6").campaign == live["campaign"] and str(Event.objects.get(key="e6").value) == "9.99"
+    assert str(Event.objects.get(key="e1").decision_id) == decision["decision"]
+    replay = client.post(EVENTS, {"events": events}, content_type="application/json", **auth).json()
+    assert (replay["accepted"], replay["created"]) == (3, 0) and Event.objects.count() == 3
+
+
+def test_events_need_their_scope_and_a_batch_of_only_bad_items_is_a_400(client, live):
+    bad = {"events": [{"id": "x", "type": "click"}]}
+    assert client.post(EVENTS, bad, content_type="application/json").status_code == 401
+    assert client.post(EVENTS, bad, content_type="application/json", **key("decisions")).status_code == 403
+    response = client.post(EVENTS, bad, content_type="application/json", **key("events:write"))
+    assert response.status_code == 400 and response.json()["rejected"][0]["field"] == "customer"
+    assert client.post(EVENTS, [1, 2], content_type="application/json", **key("events:write")).status_code == 400
