@@ -121,10 +121,26 @@ def record_events(items, *, source: str) -> tuple[dict, int]:
     unique = list({row.key: row for row in rows}.values())  # a batch repeating an id counts it once
     with transaction.atomic():
         existing = set(Event.objects.filter(source=source, key__in=[r.key for r in unique]).values_list("key", flat=True))
-        Event.objects.bulk_create([r for r in unique if r.key not in existing], ignore_conflicts=True, batch_size=2000)
+        new = [r for r in unique if r.key not in existing]
+        Event.objects.bulk_create(new, ignore_conflicts=True, batch_size=2000)
+        _accrue_event_costs(new)
     rejected.sort(key=lambda r: r["index"])
     body = {"accepted": len(rows), "created": len(unique) - len(existing), "rejected": rejected}
     return body, (status.HTTP_200_OK if rows or not rejected else status.HTTP_400_BAD_REQUEST)
+
+
+def _accrue_event_costs(events: list[Event]) -> None:
+    """Clicks on CPC channels and conversions on CPA channels cost their unit (the channel of the decision served)."""
+    from . import spend
+
+    paid = [e for e in events if e.decision_id and e.campaign_id and e.type in ("click", "conversion")]
+    if not paid:
+        return
+    channels = {d.pk: d.placement.channel for d in Decision.objects.filter(pk__in={e.decision_id for e in paid})
+                .select_related("placement__channel")}
+    for event in paid:
+        if event.decision_id in channels:
+            spend.accrue(event.campaign_id, spend.cost_of_event(channels[event.decision_id], event.type), event.occurred_at)
 
 
 class EventBatch(APIView):

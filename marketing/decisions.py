@@ -4,8 +4,9 @@ Route: the placement's plan sends the customer to its first rule whose audience 
 (targeted: one ad; ranked: several ads ranked by model), or to "everyone else" (by priority, or
 ranked by model). Until a campaign has a model, "ranked by model" explores: a uniformly random
 order, so the first slot is uniform over the ads the caps allow and its propensity is 1 / their
-number. Caps are applied and the served ads recorded under the customer's lock (caps.serve), and
-the decision is logged in the same transaction.
+number. Campaigns out of budget or ahead of their pacing are left out (spend.py). Caps are applied
+and the served ads recorded under the customer's lock (caps.serve); the decision is logged and the
+serving cost accrued in the same transaction.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from django.utils import timezone
 
 from audiences.models import AudienceMember, Customer
 
-from . import caps
+from . import caps, spend
 from .models import Ad, Decision, DeliveryPlan, Placement, PlanRule
 
 
@@ -37,6 +38,8 @@ class Route:
 def route(customer: Customer, placement: Placement, now: datetime) -> Route:
     """The plan's answer for this customer, before caps (reads: the plan, servable ads, memberships)."""
     servable = {ad.pk: ad for ad in Ad.objects.servable(placement, now).select_related("campaign")}
+    blocked = spend.budget_blocks({ad.campaign for ad in servable.values()}, now)
+    servable = {pk: ad for pk, ad in servable.items() if ad.campaign_id not in blocked}
     plan = DeliveryPlan.objects.filter(placement=placement).prefetch_related("rules__ads", "rest_ads").first()
     if plan is None:
         return Route(sorted(servable.values(), key=lambda a: -a.priority), "priority", notes=["no plan: every servable ad by priority"])
@@ -95,6 +98,9 @@ def decide(customer: Customer, placement: Placement, *, context: dict | None = N
     served = caps.serve(customer.pk, placement, _ordered(planned, rng), now=now)
     ads = [s.ad for s in served.ads]
     first = ads[0] if ads else None
+    cost = spend.cost_of_serving(placement.channel)
+    for ad in ads:
+        spend.accrue(ad.campaign_id, cost, now)
     decision = Decision.objects.create(
         id=served.decision, customer=customer, placement=placement, rule=planned.rule, created_at=now,
         eligible=[a.pk for a in served.eligible], chosen=[a.pk for a in ads],

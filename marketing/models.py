@@ -328,3 +328,14 @@ class Event(models.Model):
         constraints = [models.UniqueConstraint(fields=["source", "key"], name="event_once_per_source")]
         indexes = [models.Index(fields=["campaign", "occurred_at"], name="event_campaign_time"),
                    models.Index(fields=["customer", "occurred_at"], name="event_customer_time")]
+
+
+class CampaignSpend(models.Model):
+    """What a campaign spent on one day, accrued through its channels' cost models (see spend.py)."""
+
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="spend")
+    day = models.DateField()
+    amount = models.DecimalField(max_digits=14, decimal_places=4, default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "day"], name="campaign_spend_once_a_day")]

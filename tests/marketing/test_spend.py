@@ -1,0 +1,70 @@
+"""Budgets: spend accrues through the cost model; total and daily budgets stop delivery; spend is paced across the day."""
+
+from datetime import timedelta
+from decimal import Decimal
+
+import pytest
+from django.utils import timezone
+
+from accounts.models import ApiClient
+from audiences.models import Customer
+from marketing import spend
+from marketing.decisions import decide
+from marketing.models import Ad, Campaign, CampaignSpend, Channel, Placement
+
+MORNING = timezone.localtime().replace(hour=6, minute=0, second=0, microsecond=0)
+
+
+@pytest.fixture
+def push(db):
+    channel = Channel.objects.create(name="Push", kind=Channel.Kind.PUSH, cost_model=Channel.CostModel.SEND, unit_cost=Decimal("1.00"))
+    placement = Placement.objects.create(slug="push", name="Push", channel=channel)
+    campaign = Campaign.objects.create(name="Upsell", status=Campaign.Status.LIVE)
+    ad = Ad.objects.create(campaign=campaign, name="Go premium")
+    ad.placements.add(placement)
+    return {"placement": placement, "campaign": campaign, "ad": ad, "channel": channel}
+
+
+def customers(n):
+    return [Customer.objects.create(external_id=f"c{i}-{Customer.objects.count()}") for i in range(n)]
+
+
+def spent(campaign) -> Decimal:
+    return sum((s.amount for s in CampaignSpend.objects.filter(campaign=campaign)), Decimal(0))
+
+
+def test_each_send_costs_its_unit_and_the_total_budget_stops_delivery(push):
+    Campaign.objects.filter(pk=push["campaign"].pk).update(total_budget=3)
+    served = [bool(decide(c, push["placement"], now=MORNING)[1]) for c in customers(5)]
+    assert served == [True, True, True, False, False] and spent(push["campaign"]) == 3
+    assert decide(customers(1)[0], push["placement"], now=MORNING)[0].reason == "none"
+
+
+def test_pacing_spreads_the_daily_budget_over_the_day(push):
+    Campaign.objects.filter(pk=push["campaign"].pk).update(daily_budget=24)
+    # At 06:00 a quarter of the day is gone: 6 allowed, plus an hour's worth (1) of slack.
+    served = sum(bool(decide(c, push["placement"], now=MORNING)[1]) for c in customers(10))
+    assert served == 7
+    blocked = spend.budget_blocks([Campaign.objects.get(pk=push["campaign"].pk)], MORNING)
+    assert "paced" in blocked[push["campaign"].pk]
+    # Later in the day there is room again, until the day's budget is spent.
+    evening = MORNING.replace(hour=23, minute=30)
+    served = sum(bool(decide(c, push["placement"], now=evening)[1]) for c in customers(30))
+    assert served == 17 and spent(push["campaign"]) == 24
+    assert "today's budget spent" in spend.budget_blocks([Campaign.objects.get(pk=push["campaign"].pk)], evening)[push["campaign"].pk]
+    # The next day starts afresh.
+    assert decide(customers(1)[0], push["placement"], now=MORNING + timedelta(days=1))[1]
+
+
+def test_clicks_cost_on_cpc_channels_once_per_event(push, client):
+    Channel.objects.filter(pk=push["channel"].pk).update(cost_model=Channel.CostModel.CPC, unit_cost=Decimal("0.50"))
+    placement = Placement.objects.select_related("channel").get(pk=push["placement"].pk)
+    customer = customers(1)[0]
+    decision, _ = decide(customer, placement, now=MORNING)
+    assert spent(push["campaign"]) == 0  # serving is free on CPC
+    token = ApiClient.issue("app", ["events:write"])[1]
+    events = {"events": [{"id": f"k{i}", "type": "click", "customer": customer.external_id, "decision": str(decision.pk),
+                          "ad": push["ad"].pk, "occurred_at": MORNING.isoformat()} for i in range(3)]}
+    for _ in range(2):  # the replay costs nothing
+        client.post("/api/v1/events", events, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert spent(push["campaign"]) == Decimal("1.50")
