@@ -13,42 +13,23 @@ data) and the row counts; exits 1 if the two disagree on any number.
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
 import sys
-import time
 from decimal import Decimal
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import demo_db
+
 MEASURES = ("customers", "plays", "revenue", "distinct_items")
 DIMENSIONS = ("region", "age")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--customers", type=int, default=100_000, help="demo size to seed when the database is empty")
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("DEBUG", "true")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    args = demo_db.setup(__doc__)
     from django.db import connection
     from django.utils import timezone
 
     from audiences.analytics import AnalyticsQuery, run_query
     from audiences.insights import AGE_BANDS
     from audiences.models import ActivityKind, Customer
-
-    call_command("migrate", verbosity=0)
-    if not Customer.objects.exists():
-        call_command("seed_demo", "--customers", str(args.customers), "--seed", "7", verbosity=0)
 
     query = AnalyticsQuery(measures=MEASURES, dimensions=DIMENSIONS)  # the last 30 days, whole base
     first, after = query.window
@@ -77,14 +58,6 @@ def main() -> None:
     """
     params = band_params + [ActivityKind.PLAY, ActivityKind.PURCHASE, ActivityKind.SUBSCRIBE, first, after]
 
-    def time_it(run) -> tuple[float, dict]:
-        times, result = [], {}
-        for _ in range(args.repeat):
-            started = time.perf_counter()
-            result = run()
-            times.append(time.perf_counter() - started)
-        return statistics.median(times), result
-
     def run_compiled() -> dict:
         result = run_query(query)
         assert not result.truncated
@@ -97,8 +70,8 @@ def main() -> None:
                     for region, band, n, plays, revenue, items in cursor.fetchall()}
 
     run_handwritten()  # warm caches for both
-    analytics_s, compiled = time_it(run_compiled)
-    hand_s, hand = time_it(run_handwritten)
+    analytics_s, compiled = demo_db.median_time(run_compiled, args.repeat)
+    hand_s, hand = demo_db.median_time(run_handwritten, args.repeat)
     print(f"database: {connection.vendor}")
     print(f"customers: {Customer.objects.count()}")
     print(f"window: {query.start} to {query.end}")

@@ -11,15 +11,11 @@ count_s (median seconds of the compiled rule's COUNT), handwritten_s, count_rati
 
 from __future__ import annotations
 
-import argparse
-import os
-import statistics
 import sys
-import time
 from datetime import timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import demo_db
+
 RULE = {"all": [
     {"field": "age", "op": "between", "value": [18, 34]},
     {"field": "region", "op": "eq", "value": "south"},
@@ -29,27 +25,12 @@ RULE = {"all": [
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--customers", type=int, default=100_000, help="demo size to seed when the database is empty")
-    parser.add_argument("--repeat", type=int, default=5)
-    args = parser.parse_args()
-
-    sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("DEBUG", "true")
-    import django
-
-    django.setup()
-    from django.core.management import call_command
+    args = demo_db.setup(__doc__)
     from django.db import connection
     from django.utils import timezone
 
     from audiences.models import Customer
     from audiences.rules import compile_rule, validate
-
-    call_command("migrate", verbosity=0)
-    if not Customer.objects.exists():
-        call_command("seed_demo", "--customers", str(args.customers), "--seed", "7", verbosity=0)
 
     now = timezone.now()
     validate(RULE)
@@ -70,22 +51,14 @@ def main() -> None:
         handwritten = handwritten.replace("::float", "")
     params = [year - 34, year - 18, "south", since]
 
-    def time_it(run) -> tuple[float, int]:
-        times, result = [], 0
-        for _ in range(args.repeat):
-            started = time.perf_counter()
-            result = run()
-            times.append(time.perf_counter() - started)
-        return statistics.median(times), result
-
     def run_handwritten() -> int:
         with connection.cursor() as cursor:
             cursor.execute(handwritten, params)
             return cursor.fetchone()[0]
 
     run_handwritten()  # warm caches for both
-    count_s, count = time_it(compiled.count)
-    hand_s, hand = time_it(run_handwritten)
+    count_s, count = demo_db.median_time(compiled.count, args.repeat)
+    hand_s, hand = demo_db.median_time(run_handwritten, args.repeat)
     print(f"database: {connection.vendor}")
     print(f"customers: {Customer.objects.count()}")
     print(f"count_members: {count}")

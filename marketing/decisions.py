@@ -12,7 +12,7 @@ serving cost accrued in the same transaction.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Sequence
 
@@ -32,7 +32,6 @@ class Route:
     ads: list[Ad]
     order: str  # "one", "priority" or "explore"
     rule: PlanRule | None = None
-    notes: list[str] = field(default_factory=list)
 
 
 def route(customer: Customer, placement: Placement, now: datetime) -> Route:
@@ -42,7 +41,7 @@ def route(customer: Customer, placement: Placement, now: datetime) -> Route:
     servable = {pk: ad for pk, ad in servable.items() if ad.campaign_id not in blocked}
     plan = DeliveryPlan.objects.filter(placement=placement).prefetch_related("rules__ads", "rest_ads").first()
     if plan is None:
-        return Route(sorted(servable.values(), key=lambda a: -a.priority), "priority", notes=["no plan: every servable ad by priority"])
+        return Route(sorted(servable.values(), key=lambda a: -a.priority), "priority")  # no plan: every servable ad
     rules = list(plan.rules.all())
     member_of = set(AudienceMember.objects.filter(customer=customer, audience_id__in=[r.audience_id for r in rules])
                     .values_list("audience_id", flat=True))
@@ -59,7 +58,7 @@ def route(customer: Customer, placement: Placement, now: datetime) -> Route:
     in_rules = {a.pk for r in rules for a in r.ads.all()}
     rest = [servable[pk] for pk in named if pk in servable] if named else [a for pk, a in servable.items() if pk not in in_rules]
     if plan.rest == DeliveryPlan.Rest.NOTHING:
-        return Route([], "priority", notes=["everyone else gets nothing"])
+        return Route([], "priority")
     if plan.rest == DeliveryPlan.Rest.MODEL:
         return Route(rest, "explore")
     return Route(sorted(rest, key=lambda a: -a.priority), "priority")

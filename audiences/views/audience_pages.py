@@ -50,7 +50,8 @@ def audience_edit(request, pk: int | None = None):
         audience = actions.save_audience(form.save(commit=False), by=request.user)
         messages.success(request, f"“{audience.name}” saved: {audience.size:,} customers today.")
         return redirect("audiences:detail", pk=audience.pk)
-    context = {"form": form, "audience": audience, **_builder_context(tree, audience.pk)}
+    # The autocompletion lists sit outside the builder's partial: the full page only.
+    context = {"form": form, "audience": audience, "suggestions": builder.suggestions(), **_builder_context(tree, audience.pk)}
     if problem:
         context.update(rule_text=request.POST.get("rule", ""), json_open=True)
     return render(request, "audiences/audience_form.html", context, status=400 if form.errors else 200)
@@ -59,8 +60,7 @@ def audience_edit(request, pk: int | None = None):
 def _builder_context(tree: dict, audience_id: int | None, problem: str | None = None) -> dict:
     error = builder.check(tree, audience_id)
     return {"builder": builder.view(tree, error, audience_id), "tree_json": json.dumps(tree, indent=2),
-            "rule_problem": problem or (f"{error.path}: {error.reason}" if error else None),
-            "suggestions": builder.suggestions(), "audience_pk": audience_id}
+            "rule_problem": problem or (f"{error.path}: {error.reason}" if error else None), "audience_pk": audience_id}
 
 
 @require_POST
