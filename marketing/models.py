@@ -109,6 +109,11 @@ class Campaign(models.Model):
         return status in self.TRANSITIONS[self.Status(self.status)]
 
     def clean(self) -> None:
+        # Every form (admin today, the campaign pages later) runs this: the lifecycle is enforced once, here.
+        was = Campaign.objects.filter(pk=self.pk).values_list("status", flat=True).first() if self.pk else None
+        if was is not None and was != self.status and self.status not in self.TRANSITIONS[self.Status(was)]:
+            allowed = ", ".join(sorted(self.TRANSITIONS[self.Status(was)])) or "none: it is final"
+            raise ValidationError({"status": f"A {was} campaign cannot become {self.status} (allowed: {allowed})."})
         if self.starts_at and self.ends_at and self.ends_at <= self.starts_at:
             raise ValidationError({"ends_at": "The flight must end after it starts."})
         if self.total_budget is not None and self.daily_budget is not None and self.daily_budget > self.total_budget:

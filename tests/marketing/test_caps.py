@@ -118,10 +118,23 @@ def test_a_cap_must_name_exactly_its_target_and_a_limit(db, fields, message):
 
 
 def test_campaign_statuses_move_only_along_the_lifecycle(db):
-    campaign = Campaign(name="x")
+    from django.core.exceptions import ValidationError
+
+    campaign = Campaign.objects.create(name="x")
     assert campaign.can_move_to(Campaign.Status.EXPLORING) and not campaign.can_move_to(Campaign.Status.LIVE)
+    campaign.status = Campaign.Status.LIVE
+    with pytest.raises(ValidationError, match="A draft campaign cannot become live"):
+        campaign.full_clean()
+    campaign.status = Campaign.Status.EXPLORING
+    campaign.full_clean()
+    campaign.save()
     campaign.status = Campaign.Status.ENDED
+    campaign.full_clean()
+    campaign.save()
     assert not any(campaign.can_move_to(s) for s in Campaign.Status)
+    campaign.status = Campaign.Status.LIVE
+    with pytest.raises(ValidationError, match="none: it is final"):
+        campaign.full_clean()
 
 
 @pytest.mark.django_db(transaction=True)
