@@ -30,4 +30,6 @@ app.conf.beat_schedule = {
     },
     # Nightly, after the full persona build: lookalikes learn from their seeds as they are now.
     "lookalikes-retrain": {"task": "audiences.retrain_lookalikes", "schedule": crontab(hour=4, minute=30)},
+    # Every minute: response rates for "ranked by model" and the fit check; explorations that are done end.
+    "delivery-rates": {"task": "marketing.refresh_rates", "schedule": 60.0},
 }

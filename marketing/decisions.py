@@ -2,36 +2,48 @@
 
 Route: the placement's plan sends the customer to its first rule whose audience they are in
 (targeted: one ad; ranked: several ads ranked by model), or to "everyone else" (by priority, or
-ranked by model). Until a campaign has a model, "ranked by model" explores: a uniformly random
-order, so the first slot is uniform over the ads the caps allow and its propensity is 1 / their
-number. Campaigns out of budget or ahead of their pacing are left out (spend.py). Caps are applied
-and the served ads recorded under the customer's lock (caps.serve); the decision is logged and the
-serving cost accrued in the same transaction.
+ranked by model). Campaigns out of budget or ahead of their pacing are left out (spend.py).
+
+Order: "ranked by model" explores — a uniformly random order, so the first slot is uniform over
+the ads the caps allow — while any of the ads is still new (fewer than its campaign's exploration
+impressions and younger than its exploration days, see rates.close_exploration). After that a
+share ε keeps exploring and the rest is ranked by the model (rates.predict until auto-modelling
+trains one per campaign). The logged propensity is the probability of the logging policy putting
+the served ad in the first slot, mixing both branches, so off-policy evaluation can reweight it.
+The fit check, when the plan sets one, leaves out ads whose predicted response is under the
+threshold; exploration is exempt so new ads can learn.
+
+Caps are applied and the served ads recorded under the customer's lock (caps.serve); the decision
+is logged and the serving cost accrued in the same transaction. `simulate` runs the same steps
+without writing and says why at each one.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Sequence
 
 from django.db import transaction
 from django.utils import timezone
 
-from audiences.models import AudienceMember, Customer
+from audiences.models import AudienceMember, Customer, Persona
 
-from . import caps, spend
+from . import caps, rates, spend
 from .models import Ad, Decision, DeliveryPlan, Placement, PlanRule
 
 
 @dataclass
 class Route:
-    """Which ads a customer is offered on a placement, and how they are ordered."""
+    """Which ads a customer is offered on a placement, and how they are to be ordered."""
 
     ads: list[Ad]
-    order: str  # "one", "priority" or "explore"
+    order: str  # "one", "priority" or "model"
     rule: PlanRule | None = None
+    plan: DeliveryPlan | None = None
+    out_of_budget: dict[int, str] = field(default_factory=dict)  # campaign id → why
+    steps: list[str] = field(default_factory=list)  # the route in words, for the simulate panel
 
 
 def route(customer: Customer, placement: Placement, now: datetime) -> Route:
@@ -39,52 +51,88 @@ def route(customer: Customer, placement: Placement, now: datetime) -> Route:
     servable = {ad.pk: ad for ad in Ad.objects.servable(placement, now).select_related("campaign")}
     blocked = spend.budget_blocks({ad.campaign for ad in servable.values()}, now)
     servable = {pk: ad for pk, ad in servable.items() if ad.campaign_id not in blocked}
-    plan = DeliveryPlan.objects.filter(placement=placement).prefetch_related("rules__ads", "rest_ads").first()
+    plan = DeliveryPlan.objects.filter(placement=placement).prefetch_related("rules__ads", "rules__audience", "rest_ads").first()
     if plan is None:
-        return Route(sorted(servable.values(), key=lambda a: -a.priority), "priority")  # no plan: every servable ad
+        ads = sorted(servable.values(), key=lambda a: -a.priority)
+        return Route(ads, "priority", None, None, blocked, ["No delivery plan: every servable ad, by priority."])
     rules = list(plan.rules.all())
     member_of = set(AudienceMember.objects.filter(customer=customer, audience_id__in=[r.audience_id for r in rules])
                     .values_list("audience_id", flat=True))
-    for rule in rules:
+    steps = []
+    for n, rule in enumerate(rules, 1):
         if rule.audience_id not in member_of:
+            steps.append(f"Rule {n}: not in “{rule.audience.name}”.")
             continue
         ads = [servable[a.pk] for a in rule.ads.all() if a.pk in servable]
         if not ads:
-            continue  # nothing of this rule can be served now: the next rule, or everyone else
-        if rule.mode == PlanRule.Mode.ONE_AD:
-            return Route(ads[:1], "one", rule)
-        return Route(ads, "explore", rule)
+            steps.append(f"Rule {n}: in “{rule.audience.name}”, but none of its ads can serve now.")
+            continue
+        steps.append(f"Rule {n}: in “{rule.audience.name}” → {rule.get_mode_display().lower()}.")
+        return Route(ads[:1] if rule.mode == PlanRule.Mode.ONE_AD else ads,
+                     "one" if rule.mode == PlanRule.Mode.ONE_AD else "model", rule, plan, blocked, steps)
     named = [a.pk for a in plan.rest_ads.all()]
     in_rules = {a.pk for r in rules for a in r.ads.all()}
     rest = [servable[pk] for pk in named if pk in servable] if named else [a for pk, a in servable.items() if pk not in in_rules]
+    steps.append(f"Everyone else: {plan.get_rest_display().lower()}.")
     if plan.rest == DeliveryPlan.Rest.NOTHING:
-        return Route([], "priority")
+        return Route([], "priority", None, plan, blocked, steps)
     if plan.rest == DeliveryPlan.Rest.MODEL:
-        return Route(rest, "explore")
-    return Route(sorted(rest, key=lambda a: -a.priority), "priority")
+        return Route(rest, "model", None, plan, blocked, steps)
+    return Route(sorted(rest, key=lambda a: -a.priority), "priority", None, plan, blocked, steps)
 
 
-def _ordered(route_: Route, rng: random.Random) -> list[Ad]:
-    if route_.order == "explore":
-        ads = list(route_.ads)
+@dataclass
+class Policy:
+    """The ads in the order caps will take them, the branch that ordered them, and what it needs for propensities."""
+
+    ordered: list[Ad]
+    reason: str
+    epsilon: float = 0.0  # the share of exploration mixed into a model ranking (0 while exploring, where all is random)
+    scores: dict[int, float] = field(default_factory=dict)
+    unfit: dict[int, float] = field(default_factory=dict)  # ads the fit check left out, with their prediction
+    model_version: str = ""
+
+
+def segment_of(customer: Customer) -> str:
+    return Persona.objects.filter(customer=customer).values_list("segment", flat=True).first() or ""
+
+
+def order(route_: Route, customer: Customer, rng: random.Random) -> Policy:
+    ads = list(route_.ads)
+    plan = route_.plan
+    threshold = plan.fit_threshold if plan else None
+    if route_.order == "model" and any(a.explored_at is None for a in ads):
         rng.shuffle(ads)
-        return ads
+        return Policy(ads, Decision.Reason.EXPLORE)
+    scores = rates.predict(ads, segment_of(customer)) if ads and (route_.order == "model" or threshold is not None) else {}
+    epsilon = plan.epsilon if plan and route_.order == "model" else 0.0
+    if route_.order == "model" and rng.random() < epsilon:
+        rng.shuffle(ads)
+        return Policy(ads, Decision.Reason.EXPLORE, epsilon, scores, {}, rates.MODEL_VERSION)
+    unfit = {a.pk: scores[a.pk] for a in ads if threshold is not None and scores[a.pk] < threshold}
+    ads = [a for a in ads if a.pk not in unfit]
+    if route_.order == "model":
+        ads.sort(key=lambda a: (-scores[a.pk], a.pk))
+        return Policy(ads, Decision.Reason.MODEL, epsilon, scores, unfit, rates.MODEL_VERSION)
     if route_.order == "priority":  # ties in random order, so equal ads share the traffic
-        return sorted(route_.ads, key=lambda a: (-a.priority, rng.random()))
-    return list(route_.ads)
+        ads.sort(key=lambda a: (-a.priority, rng.random()))
+        return Policy(ads, Decision.Reason.PRIORITY, 0.0, scores, unfit)
+    return Policy(ads, Decision.Reason.TARGETED, 0.0, scores, unfit)
 
 
-def _propensity(route_: Route, eligible: Sequence[Ad], first: Ad | None) -> float:
+def propensity(policy: Policy, eligible: Sequence[Ad], first: Ad | None, threshold: float | None = None) -> float:
     """P(the logging policy put `first` in the first slot), given the ads the caps allowed."""
-    if first is None or route_.order == "one":
+    if first is None or policy.reason == Decision.Reason.TARGETED:
         return 1.0
-    if route_.order == "explore":
-        return 1.0 / len(eligible)
-    top = max(a.priority for a in eligible)
-    return 1.0 / sum(1 for a in eligible if a.priority == top)
-
-
-REASONS = {"one": Decision.Reason.TARGETED, "explore": Decision.Reason.EXPLORE, "priority": Decision.Reason.PRIORITY}
+    if policy.reason == Decision.Reason.PRIORITY:
+        top = max(a.priority for a in eligible)
+        return 1.0 / sum(1 for a in eligible if a.priority == top)
+    uniform = 1.0 / len(eligible)
+    if not policy.scores:  # still exploring: uniform is the whole policy
+        return uniform
+    fit = [a for a in eligible if threshold is None or policy.scores[a.pk] >= threshold]
+    best = min(fit, key=lambda a: (-policy.scores[a.pk], a.pk)) if fit else None
+    return policy.epsilon * uniform + (1 - policy.epsilon) * (1.0 if best is not None and best.pk == first.pk else 0.0)
 
 
 @transaction.atomic
@@ -92,18 +140,47 @@ def decide(customer: Customer, placement: Placement, *, context: dict | None = N
            rng: random.Random | None = None) -> tuple[Decision, list[Ad]]:
     """Serve this customer on this placement: the ads, recorded with their caps and logged, in one transaction."""
     now = now or timezone.now()
-    rng = rng or random.Random()
     planned = route(customer, placement, now)
-    served = caps.serve(customer.pk, placement, _ordered(planned, rng), now=now)
+    policy = order(planned, customer, rng or random.Random())
+    served = caps.serve(customer.pk, placement, policy.ordered, now=now)
     ads = [s.ad for s in served.ads]
-    first = ads[0] if ads else None
     cost = spend.cost_of_serving(placement.channel)
     for ad in ads:
         spend.accrue(ad.campaign_id, cost, now)
+    threshold = planned.plan.fit_threshold if planned.plan else None
+    eligible = served.eligible
+    if policy.unfit:  # the exploring branch would have drawn from the unfit ads too: count them for the propensity
+        found = caps.caps_for(placement, planned.ads)
+        eligible = caps.choose(planned.ads, placement, found, caps.history(customer.pk, found, now), now, placement.slots)[2]
     decision = Decision.objects.create(
         id=served.decision, customer=customer, placement=placement, rule=planned.rule, created_at=now,
-        eligible=[a.pk for a in served.eligible], chosen=[a.pk for a in ads],
-        reason=REASONS[planned.order] if ads else Decision.Reason.NONE,
-        propensity=_propensity(planned, served.eligible, first), context=context or {},
+        eligible=[a.pk for a in eligible], chosen=[a.pk for a in ads],
+        reason=policy.reason if ads else Decision.Reason.NONE,
+        propensity=propensity(policy, eligible, ads[0] if ads else None, threshold),
+        model_version=policy.model_version if ads else "", context=context or {},
     )
     return decision, ads
+
+
+@dataclass
+class Why:
+    """What a customer would get on a placement now, and the reasons at each step (nothing is written)."""
+
+    customer: Customer
+    placement: Placement
+    route: Route
+    policy: Policy
+    would_serve: list[Ad]
+    eligible: list[Ad]
+    blocked: list[caps.Blocked]
+
+
+def simulate(customer: Customer, placement: Placement, *, now: datetime | None = None, rng: random.Random | None = None) -> Why:
+    """The decision without its side effects: which rule, which caps, which budget, which ads."""
+    now = now or timezone.now()
+    planned = route(customer, placement, now)
+    policy = order(planned, customer, rng or random.Random(0))
+    found = caps.caps_for(placement, policy.ordered)
+    taken, blocked, eligible = caps.choose(policy.ordered, placement, found, caps.history(customer.pk, found, now), now,
+                                           placement.slots)
+    return Why(customer, placement, planned, policy, taken, eligible, blocked)

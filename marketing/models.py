@@ -95,6 +95,12 @@ class Campaign(models.Model):
     ends_at = models.DateTimeField(null=True, blank=True)
     target_cpa = models.DecimalField("target CPA", max_digits=10, decimal_places=2, null=True, blank=True,
                                      validators=[MinValueValidator(0)])
+    explore_impressions = models.PositiveIntegerField(
+        "exploration impressions", default=1000, validators=[MinValueValidator(1)],
+        help_text="A new ad is served at random among the eligible ads until it has this many impressions …")
+    explore_days = models.PositiveSmallIntegerField(
+        "exploration days", default=3, validators=[MinValueValidator(1), MaxValueValidator(90)],
+        help_text="… or until it is this many days old, whichever comes first")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -150,6 +156,8 @@ class Ad(models.Model):
     priority = models.SmallIntegerField(default=0, help_text="Higher first when ads are served by priority")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)
     created_at = models.DateTimeField(auto_now_add=True)
+    explored_at = models.DateTimeField(null=True, blank=True, editable=False,
+                                       help_text="When its random exploration ended (see marketing.tasks.close_exploration)")
 
     objects = AdQuerySet.as_manager()
 
@@ -250,8 +258,12 @@ class DeliveryPlan(models.Model):
     rest = models.CharField("everyone else", max_length=8, choices=Rest.choices, default=Rest.PRIORITY)
     rest_ads = models.ManyToManyField(Ad, blank=True, related_name="+",
                                       help_text="Ads for everyone else; none named: every servable ad of the placement")
-    epsilon = models.FloatField(default=0.05, validators=[MinValueValidator(0), MaxValueValidator(1)],
-                                help_text="Share of model-ranked traffic that keeps exploring at random")
+    epsilon = models.FloatField("ε (keep exploring)", default=0.05, validators=[MinValueValidator(0), MaxValueValidator(1)],
+                                help_text="Share of model-ranked traffic that keeps exploring at random after exploration")
+    fit_threshold = models.FloatField(
+        "fit check", null=True, blank=True, validators=[MinValueValidator(0), MaxValueValidator(1)],
+        help_text="Deliver a model-ranked ad only when the customer's predicted response is at least this "
+                  "(e.g. 0.02 for 2 %); exploration is exempt so new ads can learn. Empty: no check.")
     updated_at = models.DateTimeField(auto_now=True)
 
     def __str__(self) -> str:
@@ -333,6 +345,23 @@ class Event(models.Model):
         constraints = [models.UniqueConstraint(fields=["source", "key"], name="event_once_per_source")]
         indexes = [models.Index(fields=["campaign", "occurred_at"], name="event_campaign_time"),
                    models.Index(fields=["customer", "occurred_at"], name="event_customer_time")]
+
+
+class ResponseRate(models.Model):
+    """How often an ad's served customers of one value segment responded (the campaign's goal), refreshed every minute.
+
+    The interim ranking model until auto-modelling trains one per campaign: a smoothed response
+    rate per ad and segment, read by the decision engine for "ranked by model" and the fit check.
+    """
+
+    ad = models.ForeignKey(Ad, on_delete=models.CASCADE, related_name="rates")
+    segment = models.CharField(max_length=8, blank=True, help_text="Empty: all segments together")
+    served = models.PositiveIntegerField(default=0)
+    responded = models.PositiveIntegerField(default=0)
+    updated_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["ad", "segment"], name="response_rate_once")]
 
 
 class CampaignSpend(models.Model):
