@@ -41,6 +41,8 @@ SCOPES = {
     "audiences:read": "Read audiences, their members and why a customer is in or out",
     "decisions": "Ask which ads to show a customer (what is served counts toward frequency caps)",
     "events:write": "Post impressions, clicks, conversions and other events",
+    "delivery-lists:read": "Fetch a push or e-mail campaign's delivery list (fetching reserves frequency caps)",
+    "spend:write": "Post daily spend per channel or campaign from external platforms",
 }
 
 
@@ -93,6 +95,8 @@ class ApiClient(models.Model):
     token_hint = models.CharField(max_length=16, editable=False, help_text="First characters, to recognise a token.")
     scopes = models.JSONField(default=list)
     is_active = models.BooleanField(default=True)
+    requests_per_minute = models.PositiveIntegerField(
+        null=True, blank=True, help_text="This client's API rate limit; empty: the site default (API_CLIENT_RATE_PER_MINUTE).")
     last_used_at = models.DateTimeField(null=True, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)

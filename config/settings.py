@@ -98,6 +98,7 @@ INSTALLED_APPS = [
     "django.contrib.humanize",
     "rest_framework",
     "drf_spectacular",
+    "drf_spectacular_sidecar",  # Swagger UI's files served from here: no CDN
     "django_htmx",
     "template_partials",
     "accounts",
@@ -238,6 +239,9 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
+# Requests per minute per API client (or signed-in user); a client's own limit overrides it.
+API_CLIENT_RATE_PER_MINUTE = envint("API_CLIENT_RATE_PER_MINUTE", 60_000, minimum=1)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "accounts.authentication.BearerTokenAuthentication",
@@ -245,6 +249,7 @@ REST_FRAMEWORK = {
     ],
     "DEFAULT_PERMISSION_CLASSES": ["accounts.permissions.DenyAll"],
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_THROTTLE_CLASSES": ["accounts.throttling.ClientRateThrottle"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.CursorPagination",
     "PAGE_SIZE": 100,
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
@@ -252,9 +257,16 @@ REST_FRAMEWORK = {
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "Encore API",
-    "DESCRIPTION": "Customers, catalogue, activities and jobs. Authenticate with `Authorization: Bearer <token>`.",
+    "DESCRIPTION": (
+        "Customers, catalogue, activities, audiences, decisions, events, delivery lists and jobs. "
+        "Authenticate with `Authorization: Bearer <token>`; each token carries scopes (an admin issues them "
+        "under Team → API clients or with `manage.py create_api_client NAME --scopes ...`). Each client has its "
+        "own rate limit per minute; over it the API answers 429 with Retry-After."),
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
 }
 
 # Celery. Default: kombu's filesystem transport under var/, so a real worker runs with no services.

@@ -1,8 +1,9 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
-from drf_spectacular.views import SpectacularAPIView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts.access import viewer_required
 from accounts.permissions import AnyRoleOrToken
 from config.views import healthz
 
@@ -29,6 +30,10 @@ urlpatterns = [
     path("api/v1/", include(audiences_urls.api_urls)),
     path("api/v1/", include(marketing_urls.api_urls)),
     path("healthz", healthz, name="healthz"),
-    path("api/v1/schema", SpectacularAPIView.as_view(permission_classes=[AnyRoleOrToken]), name="api-schema"),
+    path("api/v1/schema/", SpectacularAPIView.as_view(permission_classes=[AnyRoleOrToken]), name="api-schema"),
+    path("api/v1/schema", SpectacularAPIView.as_view(permission_classes=[AnyRoleOrToken]), name="api-schema-noslash"),
+    # The browsable docs are a page for signed-in users (login redirect); tokens read the schema itself.
+    path("api/v1/docs/", viewer_required(SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[AnyRoleOrToken])),
+         name="api-docs"),
 ]
 

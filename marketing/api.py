@@ -1,19 +1,28 @@
-"""The delivery API: decisions for external systems (scope `decisions`)."""
+"""The delivery API: decisions (scope `decisions`), events (`events:write`) and delivery lists (`delivery-lists:read`)."""
 
 from __future__ import annotations
 
-from drf_spectacular.utils import extend_schema, inline_serializer
+import json
+import re
+
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema, inline_serializer
 from django.db import transaction
+from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
 from rest_framework import serializers, status
+from rest_framework.negotiation import DefaultContentNegotiation
 from rest_framework.response import Response
+from django.utils import timezone
 from rest_framework.views import APIView
 
 from accounts.models import ApiClient
 from accounts.permissions import ScopedAccess
 from audiences.models import Customer
 
+from . import delivery_lists
 from .decisions import decide
-from .models import Ad, Decision, Event, Placement
+from .models import Ad, Campaign, Decision, Event, Placement
 
 
 class DecisionRequest(serializers.Serializer):
@@ -158,3 +167,86 @@ class EventBatch(APIView):
         source = f"client:{request.auth.pk}" if isinstance(request.auth, ApiClient) else f"user:{request.user.pk}"
         body, code = record_events(items, source=source)
         return Response(body, status=code)
+
+
+LIST_KEY = re.compile(r"^[A-Za-z0-9._:-]{1,100}$")
+
+
+class DeliveryListQuery(serializers.Serializer):
+    placement = serializers.SlugField(required=False, help_text="Needed when the campaign has ads on several placements")
+    list = serializers.RegexField(LIST_KEY, required=False, help_text=(
+        "The list's name, e.g. 2026-11-23-evening (default: today's date). Fetching a batch of the same list "
+        "again replays it: caps are reserved once per batch."), error_messages={"invalid": "letters, digits and . _ : - only"})
+    after = serializers.IntegerField(required=False, default=0, min_value=0, help_text="Resume after this cursor (a row's `cursor`)")
+    size = serializers.IntegerField(required=False, default=10_000, min_value=1, max_value=delivery_lists.MAX_BATCH,
+                                    help_text="Customers per batch")
+    batches = serializers.IntegerField(required=False, min_value=1, help_text="Stop after this many batches (default: the whole list)")
+    format = serializers.ChoiceField(choices=["csv", "ndjson"], required=False, default="csv")
+
+
+class StreamNegotiation(DefaultContentNegotiation):
+    """The list picks CSV or NDJSON itself (`format`, or the Accept header); DRF renders only the JSON errors."""
+
+    def select_renderer(self, request, renderers, format_suffix=None):
+        return renderers[0], renderers[0].media_type
+
+
+class DeliveryListView(APIView):
+    """The customers to message now for a push or e-mail campaign, streamed in batches.
+
+    Each row names the customer, the ad, its batch, and the cursor to resume after that batch.
+    Fetching a batch reserves the customers' frequency caps (and spends the budget) once; a
+    second fetch of the same list from the same cursor replays the same rows and reserves nothing.
+    """
+
+    scopes = {"GET": "delivery-lists:read"}
+    permission_classes = [ScopedAccess]
+    content_negotiation_class = StreamNegotiation
+
+    @extend_schema(
+        parameters=[OpenApiParameter(n, location=OpenApiParameter.QUERY, required=False, description=str(f.help_text or ""),
+                                     type=str if n in ("placement", "list", "format") else int)
+                    for n, f in DeliveryListQuery().fields.items()],
+        responses={(200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="customer,ad,batch,cursor"),
+                   (200, "application/x-ndjson"): OpenApiResponse(OpenApiTypes.STR, description='{"customer", "ad", "batch", "cursor"} per line'),
+                   400: OpenApiResponse(description="The field and the reason")})
+    def get(self, request, pk: int):
+        campaign = get_object_or_404(Campaign, pk=pk)
+        query = request.query_params.copy()
+        if "format" not in query and "application/x-ndjson" in request.headers.get("Accept", ""):
+            query["format"] = "ndjson"
+        given = DeliveryListQuery(data=query)
+        given.is_valid(raise_exception=True)
+        q = given.validated_data
+        key = q.get("list") or timezone.localdate().isoformat()
+        try:
+            placement = delivery_lists.check_request(campaign, q.get("placement"))
+            delivery_lists.check_cursor(campaign, placement, key, q["after"])
+        except delivery_lists.ListError as error:
+            return Response({error.field: [str(error)]}, status=status.HTTP_400_BAD_REQUEST)
+        rows = delivery_lists.stream(campaign, placement, key, q["after"], q["size"], q.get("batches"))
+        if q["format"] == "ndjson":
+            body = (json.dumps({"customer": r.customer, "ad": r.ad, "batch": r.batch, "cursor": r.cursor}) + "\n" for r in rows)
+            response = StreamingHttpResponse(body, content_type="application/x-ndjson")
+        else:
+            response = StreamingHttpResponse(_csv(rows), content_type="text/csv; charset=utf-8")
+            response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-{key}.csv"'
+        response["X-List"] = key
+        return response
+
+
+def _csv(rows):
+    yield "customer,ad,batch,cursor\n"
+    chunk = []
+    for r in rows:
+        customer = r.customer
+        if customer[:1] in "=+-@\t\r":  # a spreadsheet would run it as a formula
+            customer = "'" + customer
+        if "," in customer or '"' in customer or "\n" in customer:
+            customer = '"' + customer.replace('"', '""') + '"'
+        chunk.append(f"{customer},{r.ad},{r.batch},{r.cursor}\n")
+        if len(chunk) == 5000:
+            yield "".join(chunk)
+            chunk = []
+    if chunk:
+        yield "".join(chunk)

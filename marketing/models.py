@@ -364,6 +364,29 @@ class ResponseRate(models.Model):
         constraints = [models.UniqueConstraint(fields=["ad", "segment"], name="response_rate_once")]
 
 
+class DeliveryBatch(models.Model):
+    """One batch of a campaign's delivery list: the customers after `after` up to `last`, reserved once.
+
+    A list is named by its key (the client's, e.g. "2026-11-23-evening"); its batches follow each
+    other by customer id, and the cursor a client resumes from is the `last` of a batch. Fetching a
+    batch again replays the served ads recorded under `token` instead of reserving caps twice.
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="batches")
+    placement = models.ForeignKey(Placement, on_delete=models.CASCADE, related_name="+")
+    key = models.CharField("list", max_length=100)
+    after = models.BigIntegerField(help_text="Customers with a greater id …")
+    last = models.BigIntegerField(help_text="… up to and including this one")
+    size = models.PositiveIntegerField()
+    rows = models.PositiveIntegerField(default=0, help_text="Customers reserved (the others were capped)")
+    token = models.UUIDField(default=uuid.uuid4, unique=True, help_text="The decision id of its served ads")
+    created_at = models.DateTimeField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["campaign", "placement", "key", "after"], name="delivery_batch_once")]
+
+
 class CampaignSpend(models.Model):
     """What a campaign spent on one day, accrued through its channels' cost models (see spend.py)."""
 

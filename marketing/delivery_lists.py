@@ -1,0 +1,281 @@
+"""Delivery lists: the customers a push or e-mail campaign should message now, in batches, caps reserved once.
+
+A list is computed in SQL, a batch at a time, never with a Python loop over customers:
+
+1. *Who and which ad*: the placement's plan routes each customer as the decision engine does —
+   the first rule whose audience holds them, else everyone else — compiled into one CASE over
+   audience memberships. Only the campaign's own servable ads count; a rule that has none of
+   them leaves its audience out of this campaign's list. Several ads: by priority, or "ranked by
+   model" — uniform while exploring (a hash of customer and list spreads the ads evenly), after
+   exploration the best ad of the customer's value segment (rates.predict) with a share ε kept
+   exploring, and the fit check leaves out segments predicted under the plan's threshold.
+2. *Caps*: the batch's customers are locked (their CapLock rows, as decisions lock them), their
+   served history inside the longest cap window is aggregated per customer and level, and
+   customers a cap would refuse are skipped. The rest is recorded as served (ServedAd) with the
+   batch's token in the same statement, so decisions and lists share every cap exactly.
+3. *Budget*: a batch stops at what the campaign's total and daily budgets still allow for its
+   channel's cost per send or impression, and the cost accrues with the batch.
+
+Batches are idempotent: a batch is (campaign, placement, list key, after-cursor), stored in
+DeliveryBatch; fetching it again replays what it reserved.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from decimal import Decimal
+from typing import Iterator
+
+from django.db import IntegrityError, connection, transaction
+from django.utils import timezone
+
+from audiences.models import AudienceMember, Customer, Persona, Segment
+
+from . import caps, rates, spend
+from .models import Ad, CampaignSpend, Campaign, CapLock, DeliveryBatch, DeliveryPlan, FrequencyCap, Placement, PlanRule, ServedAd
+
+MAX_BATCH = 50_000
+HASH = 2654435761  # Knuth's multiplicative hash: spreads consecutive ids evenly over the ads
+
+
+class ListError(ValueError):
+    """A request the list cannot answer (the field and the reason are in the message)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass
+class Row:
+    customer: str
+    ad: int
+    batch: str
+    cursor: int
+
+
+def _salt(key: str) -> int:
+    return sum(ord(ch) * 31 ** i for i, ch in enumerate(key[:32])) % 1_000_003
+
+
+def _choice(ads: list[Ad], order: str, plan: DeliveryPlan | None, key: str, params: list) -> str | None:
+    """SQL for the ad one customer gets out of `ads` (NULL: none), as decisions.order() would pick the first slot."""
+    if not ads:
+        return None
+    threshold = plan.fit_threshold if plan else None
+    if order == "model" and any(a.explored_at is None for a in ads):
+        return _uniform(ads, key, params)  # exploring: uniform, and exempt from the fit check
+    scores = {segment: rates.predict(ads, segment) for segment in [*Segment.values, ""]} if (
+        order == "model" or threshold is not None) else {}
+
+    def first(segment: str) -> list[Ad]:
+        fit = [a for a in ads if threshold is None or scores[segment][a.pk] >= threshold]
+        if not fit or order == "one":
+            return fit[:1]
+        if order == "model":
+            return [min(fit, key=lambda a: (-scores[segment][a.pk], a.pk))]
+        top = max(a.priority for a in fit)
+        return [a for a in fit if a.priority == top]  # equal priorities share the traffic
+
+    def pick(chosen: list[Ad]) -> str:
+        if not chosen:
+            return "NULL"
+        if len(chosen) == 1:
+            params.append(chosen[0].pk)
+            return "%s"
+        return _uniform(chosen, key, params)
+
+    explore = ""
+    if order == "model" and plan.epsilon > 0:  # ε of the customers keep exploring, uniformly
+        params.append(int(plan.epsilon * 10_000))
+        explore = f"WHEN ((c.id * {HASH} + {_salt(key) + 7}) %% 4294967296) / 65536 %% 10000 < %s THEN {_uniform(ads, key, params)} "
+    if not scores:
+        return f"CASE {explore}ELSE {pick(first(''))} END" if explore else pick(first(""))
+    whens = []
+    for segment in Segment.values:
+        params.append(segment)
+        whens.append(f"WHEN p.segment = %s THEN {pick(first(segment))}")
+    return f"CASE {explore}{' '.join(whens)} ELSE {pick(first(''))} END"
+
+
+def _uniform(ads: list[Ad], key: str, params: list) -> str:
+    params.extend(a.pk for a in ads)
+    whens = " ".join(f"WHEN {i} THEN %s" for i in range(len(ads)))
+    return f"CASE ((c.id * {HASH} + {_salt(key)}) %% 4294967296) / 65536 %% {len(ads)} {whens} END"
+
+
+def _member(audience_id: int, params: list) -> str:
+    params.append(audience_id)
+    return f"EXISTS (SELECT 1 FROM {AudienceMember._meta.db_table} m WHERE m.audience_id = %s AND m.customer_id = c.id)"
+
+
+def targeting(campaign: Campaign, placement: Placement, key: str, now: datetime) -> tuple[str, list]:
+    """SQL for each customer's ad of this campaign on this placement (NULL: not on the list), and its params."""
+    servable = {a.pk: a for a in Ad.objects.servable(placement, now).select_related("campaign")}
+    mine = {pk: a for pk, a in servable.items() if a.campaign_id == campaign.pk}
+    plan = DeliveryPlan.objects.filter(placement=placement).prefetch_related("rules__ads", "rest_ads").first()
+    params: list = []
+    if plan is None:
+        return _choice(sorted(mine.values(), key=lambda a: -a.priority), "priority", None, key, params) or "NULL", params
+    whens = []
+    rules = [r for r in plan.rules.all() if any(a.pk in servable for a in r.ads.all())]  # as route(): unservable rules pass
+    for rule in rules:
+        ads = [servable[a.pk] for a in rule.ads.all() if a.pk in servable]
+        if rule.mode == PlanRule.Mode.ONE_AD:
+            ads = ads[:1]
+        own = [a for a in ads if a.campaign_id == campaign.pk]
+        cond = _member(rule.audience_id, params)
+        choice = _choice(own, "one" if rule.mode == PlanRule.Mode.ONE_AD else "model", plan, key, params)
+        whens.append(f"WHEN {cond} THEN {choice or 'NULL'}")
+    if plan.rest == DeliveryPlan.Rest.NOTHING:
+        rest = None
+    else:
+        named = [a.pk for a in plan.rest_ads.all()]
+        in_rules = {a.pk for r in plan.rules.all() for a in r.ads.all()}
+        pool = [servable[pk] for pk in named if pk in servable] if named else [a for pk, a in servable.items() if pk not in in_rules]
+        own = [a for a in pool if a.campaign_id == campaign.pk]
+        rest = _choice(own, "model" if plan.rest == DeliveryPlan.Rest.MODEL else "priority", plan, key, params)
+    sql = f"CASE {' '.join(whens)} ELSE {rest or 'NULL'} END" if whens else (rest or "NULL")
+    return sql, params
+
+
+def _cap_filter(found: list[FrequencyCap], now: datetime, params: list) -> tuple[str, str]:
+    """SQL aggregating each customer's history per cap (h.*), and the condition that no cap refuses the row's ad."""
+    if not found:
+        return "", "TRUE"
+    aggregates, refusals = [], []
+    for i, cap in enumerate(found):
+        level = "TRUE" if cap.level == FrequencyCap.Level.SERVICE else f"s.{cap.level}_id = {int(getattr(cap, f'{cap.level}_id'))}"
+        if cap.max_count:
+            since = "TRUE" if not cap.window else "s.served_at > %s"
+            if cap.window:
+                params.append(now - timedelta(seconds=cap.window))
+            aggregates.append(f"SUM(CASE WHEN {level} AND {since} THEN 1 ELSE 0 END) AS n{i}")
+            refusal = f"COALESCE(h.n{i}, 0) >= {int(cap.max_count)}"
+            refusals.append(refusal if cap.level != FrequencyCap.Level.AD else f"(t.ad = {cap.ad_id} AND {refusal})")
+        if cap.min_gap_seconds:
+            params.append(now - timedelta(seconds=cap.min_gap_seconds))
+            aggregates.append(f"SUM(CASE WHEN {level} AND s.served_at > %s THEN 1 ELSE 0 END) AS g{i}")
+            refusal = f"COALESCE(h.g{i}, 0) > 0"
+            refusals.append(refusal if cap.level != FrequencyCap.Level.AD else f"(t.ad = {cap.ad_id} AND {refusal})")
+    return ", ".join(aggregates), f"NOT ({' OR '.join(refusals)})"
+
+
+def _budget_rows(campaign: Campaign, placement: Placement, now: datetime) -> int | None:
+    """How many more sends the campaign's budgets pay for (None: no limit)."""
+    if spend.budget_blocks([campaign], now):
+        return 0
+    cost = spend.cost_of_serving(placement.channel)
+    if not cost:
+        return None
+    left = []
+    if campaign.total_budget is not None:
+        spent = sum(CampaignSpend.objects.filter(campaign=campaign).values_list("amount", flat=True), Decimal(0))
+        left.append(campaign.total_budget - spent)
+    if campaign.daily_budget is not None:
+        today = CampaignSpend.objects.filter(campaign=campaign, day=timezone.localdate(now)).values_list("amount", flat=True).first()
+        left.append(campaign.daily_budget - (today or Decimal(0)))
+    return max(int(min(left) / cost), 0) if left else None
+
+
+def check_request(campaign: Campaign, placement_slug: str | None) -> Placement:
+    """The placement a list is asked for: one the campaign has ads on."""
+    slugs = list(Placement.objects.filter(ads__campaign=campaign).distinct().values_list("slug", flat=True))
+    if not placement_slug:
+        if len(slugs) != 1:
+            raise ListError("placement", f"Name the placement: the campaign has ads on {', '.join(slugs) or 'none'}.")
+        placement_slug = slugs[0]
+    if placement_slug not in slugs:
+        raise ListError("placement", f"The campaign has no ads on {placement_slug!r} (it has {', '.join(slugs) or 'none'}).")
+    return Placement.objects.select_related("channel").get(slug=placement_slug)
+
+
+def check_cursor(campaign: Campaign, placement: Placement, key: str, after: int) -> None:
+    """A list resumes at the start or where one of its batches ended; anything else would reserve customers twice."""
+    if after and not DeliveryBatch.objects.filter(campaign=campaign, placement=placement, key=key, last=after).exists():
+        raise ListError("after", f"{after} is not where a batch of list {key!r} ended; resume from a cursor the list gave.")
+
+
+def batch(campaign: Campaign, placement: Placement, key: str, after: int, size: int, now: datetime | None = None) -> tuple[DeliveryBatch | None, list[Row]]:
+    """The batch of list `key` that starts after customer id `after`: reserved now, or replayed if it was before."""
+    now = now or timezone.now()
+    done = DeliveryBatch.objects.filter(campaign=campaign, placement=placement, key=key, after=after).first()
+    if done is None:
+        try:
+            done = _reserve(campaign, placement, key, after, size, now)
+        except IntegrityError:  # a concurrent fetch of the same batch won: replay its rows
+            done = DeliveryBatch.objects.get(campaign=campaign, placement=placement, key=key, after=after)
+    if done is None:
+        return None, []
+    return done, _replay(done)
+
+
+def _replay(done: DeliveryBatch) -> list[Row]:
+    table, customers = ServedAd._meta.db_table, Customer._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT c.external_id, s.ad_id FROM {table} s JOIN {customers} c ON c.id = s.customer_id "
+                       f"WHERE s.decision = %s ORDER BY s.customer_id", [done.token.hex if connection.vendor == "sqlite" else done.token])
+        name = f"{done.key}:{done.after}"
+        return [Row(ext, ad, name, done.last) for ext, ad in cursor.fetchall()]
+
+
+@transaction.atomic
+def _reserve(campaign: Campaign, placement: Placement, key: str, after: int, size: int, now: datetime) -> DeliveryBatch | None:
+    ad_sql, ad_params = targeting(campaign, placement, key, now)
+    customers = Customer._meta.db_table
+    persona = Persona._meta.db_table
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT MAX(id), COUNT(*) FROM (SELECT c.id FROM {customers} c LEFT JOIN {persona} p ON p.customer_id = c.id "
+            f"WHERE c.id > %s AND ({ad_sql}) IS NOT NULL ORDER BY c.id LIMIT %s) t", [after, *ad_params, size])
+        last, count = cursor.fetchone()
+    affordable = _budget_rows(campaign, placement, now)
+    if not count or affordable == 0:
+        return None
+    done = DeliveryBatch.objects.create(campaign=campaign, placement=placement, key=key, after=after, last=last,
+                                        size=size, created_at=now)
+    ads = list(Ad.objects.filter(campaign=campaign, placements=placement))
+    found = caps.caps_for(placement, ads)
+    cap_params: list = []
+    aggregates, allowed = _cap_filter(found, now, cap_params)
+    windows = [c.window for c in found if c.max_count] + [c.min_gap_seconds for c in found if c.min_gap_seconds]
+    history = (f"LEFT JOIN (SELECT s.customer_id, {aggregates} FROM {ServedAd._meta.db_table} s "
+               f"WHERE s.customer_id > %s AND s.customer_id <= %s {'' if 0 in windows else 'AND s.served_at > %s'} "
+               f"GROUP BY s.customer_id) h ON h.customer_id = t.id") if found else ""
+    history_params = ([*cap_params, after, last] + ([] if 0 in windows else [now - timedelta(seconds=max(windows))])) if found else []
+    targets = (f"SELECT c.id, ({ad_sql}) AS ad FROM {customers} c LEFT JOIN {persona} p ON p.customer_id = c.id "
+               f"WHERE c.id > %s AND c.id <= %s")
+    with connection.cursor() as cursor:
+        if found and connection.vendor == "postgresql":
+            # Lock the batch's customers as decisions do, so a concurrent decision and this batch never both pass a cap.
+            cursor.execute(f"INSERT INTO {CapLock._meta.db_table} (customer_id) SELECT t.id FROM ({targets}) t "
+                           f"WHERE t.ad IS NOT NULL ON CONFLICT DO NOTHING", [*ad_params, after, last])
+            cursor.execute(f"SELECT l.customer_id FROM {CapLock._meta.db_table} l WHERE l.customer_id > %s AND l.customer_id <= %s "
+                           f"AND l.customer_id IN (SELECT t.id FROM ({targets}) t WHERE t.ad IS NOT NULL) "
+                           f"ORDER BY l.customer_id FOR UPDATE", [after, last, *ad_params, after, last])
+        token = done.token.hex if connection.vendor == "sqlite" else done.token
+        limit = "" if affordable is None else f"LIMIT {int(affordable)}"
+        channel = placement.channel_id
+        cursor.execute(
+            f"INSERT INTO {ServedAd._meta.db_table} (decision, customer_id, ad_id, campaign_id, placement_id, channel_id, served_at) "
+            f"SELECT %s, t.id, t.ad, {int(campaign.pk)}, {int(placement.pk)}, {int(channel)}, %s FROM ({targets}) t {history} "
+            f"WHERE t.ad IS NOT NULL AND {allowed} ORDER BY t.id {limit}",
+            [token, now, *ad_params, after, last, *history_params])
+    reserved = ServedAd.objects.filter(decision=done.token).count()  # SQLite's rowcount is unreliable for INSERT … SELECT
+    done.rows = reserved
+    done.save(update_fields=["rows"])
+    spend.accrue(campaign.pk, spend.cost_of_serving(placement.channel) * reserved, now)
+    return done
+
+
+def stream(campaign: Campaign, placement: Placement, key: str, after: int = 0, size: int = 10_000,
+           batches: int | None = None) -> Iterator[Row]:
+    """Every row of the list from `after` on, a batch at a time (each batch in its own transaction)."""
+    n = 0
+    while batches is None or n < batches:
+        done, rows = batch(campaign, placement, key, after, size)
+        if done is None:
+            return
+        yield from rows
+        after, n = done.last, n + 1
