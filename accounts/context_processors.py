@@ -12,10 +12,16 @@ def roles(request) -> dict:
     }
 
 
+# Delivery set-up lives in the campaigns namespace but has its own navigation entry.
+DELIVERY_PAGES = {"delivery", "channel_new", "channel_edit", "placement_new", "placement_edit", "plan", "simulate"}
+
+
 def _section(match) -> str:
     """The navigation entry a page belongs to: its URL namespace, except analytics, which has its own entry."""
     if match is None:
         return ""
     if match.namespace == "audiences" and match.url_name.startswith("analytics"):
         return "analytics"
+    if match.namespace == "campaigns" and match.url_name in DELIVERY_PAGES:
+        return "delivery"
     return match.namespace or match.url_name

@@ -2,7 +2,25 @@ from django.urls import path
 
 from . import api, views
 
-campaigns = ([path("", views.campaign_list, name="list")], "campaigns")
+campaigns = ([
+    path("", views.campaign_list, name="list"),
+    path("new/", views.campaign_edit, name="new"),
+    path("<int:pk>/", views.campaign_detail, name="detail"),
+    path("<int:pk>/edit/", views.campaign_edit, name="edit"),
+    path("<int:pk>/status/", views.campaign_status, name="status"),
+    path("<int:campaign_pk>/ads/new/", views.ad_edit, name="ad_new"),
+    path("ads/<int:pk>/edit/", views.ad_edit, name="ad_edit"),
+    path("caps/new/", views.cap_new, name="cap_new"),
+    path("caps/<int:pk>/delete/", views.cap_delete, name="cap_delete"),
+    path("delivery/", views.delivery, name="delivery"),
+    path("delivery/channels/new/", views.channel_edit, name="channel_new"),
+    path("delivery/channels/<int:pk>/edit/", views.channel_edit, name="channel_edit"),
+    path("delivery/placements/new/", views.placement_edit, name="placement_new"),
+    path("delivery/placements/<int:pk>/edit/", views.placement_edit, name="placement_edit"),
+    path("delivery/placements/<int:pk>/plan/", views.plan_edit, name="plan"),
+    path("simulate/", views.simulate, name="simulate"),
+    path("simulate/customers/", views.simulate_customers, name="simulate_customers"),
+], "campaigns")
 budget = ([path("", views.budget, name="overview")], "budget")
 
 api_urls = [

@@ -8,6 +8,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from audiences.models import Audience, Customer, DataImport, Lookalike
+from marketing.models import Ad, Campaign, Channel, FrequencyCap, Placement
 from ml.models import Job
 
 # name: (kwargs builder key, least role for GET, methods allowed)
@@ -36,6 +37,22 @@ PAGES = {
     "audiences:analytics": (None, VIEWER, {"GET"}),
     "audiences:analytics_csv": (None, VIEWER, {"GET"}),
     "campaigns:list": (None, VIEWER, {"GET"}),
+    "campaigns:new": (None, WRITER, {"GET", "POST"}),
+    "campaigns:detail": ("campaign", VIEWER, {"GET"}),
+    "campaigns:edit": ("campaign", WRITER, {"GET", "POST"}),
+    "campaigns:status": ("campaign", WRITER, {"POST"}),
+    "campaigns:ad_new": ("ad_new", WRITER, {"GET", "POST"}),
+    "campaigns:ad_edit": ("ad", WRITER, {"GET", "POST"}),
+    "campaigns:cap_new": (None, WRITER, {"GET", "POST"}),
+    "campaigns:cap_delete": ("cap", WRITER, {"POST"}),
+    "campaigns:delivery": (None, VIEWER, {"GET"}),
+    "campaigns:channel_new": (None, WRITER, {"GET", "POST"}),
+    "campaigns:channel_edit": ("channel", WRITER, {"GET", "POST"}),
+    "campaigns:placement_new": (None, WRITER, {"GET", "POST"}),
+    "campaigns:placement_edit": ("placement", WRITER, {"GET", "POST"}),
+    "campaigns:plan": ("placement", WRITER, {"GET", "POST"}),
+    "campaigns:simulate": (None, VIEWER, {"GET"}),
+    "campaigns:simulate_customers": (None, VIEWER, {"GET"}),
     "budget:overview": (None, VIEWER, {"GET"}),
     "jobs:list": (None, VIEWER, {"GET"}),
     "jobs:detail": ("job", VIEWER, {"GET"}),
@@ -80,7 +97,14 @@ def objects(alice, mark):
     audience = Audience.objects.create(name="Everyone south", rule={"field": "region", "op": "eq", "value": "south"})
     lookalike = Audience.objects.create(name="Like the south", kind=Audience.Kind.LOOKALIKE)
     Lookalike.objects.create(audience=lookalike, seed=audience)
-    return {"customer": customer.pk, "import": data_import.pk, "job": job.pk, "user": mark.pk, "client": client.pk,
+    channel = Channel.objects.create(name="Banner", kind=Channel.Kind.BANNER)
+    placement = Placement.objects.create(slug="home", name="Home", channel=channel)
+    campaign = Campaign.objects.create(name="Release")
+    ad = Ad.objects.create(campaign=campaign, name="Single")
+    cap = FrequencyCap.objects.create(level=FrequencyCap.Level.CAMPAIGN, campaign=campaign, max_count=2)
+    delivery = {"channel": channel.pk, "placement": placement.pk, "campaign": campaign.pk, "ad": ad.pk, "cap": cap.pk,
+                "ad_new": {"campaign_pk": campaign.pk}}
+    return {**delivery, "customer": customer.pk, "import": data_import.pk, "job": job.pk, "user": mark.pk, "client": client.pk,
             "audience": audience.pk, "lookalike": lookalike.pk, "why": {"pk": audience.pk, "customer_pk": customer.pk}}
 
 

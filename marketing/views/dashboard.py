@@ -1,3 +1,5 @@
+"""The dashboard and the budget overview."""
+
 from __future__ import annotations
 
 from datetime import timedelta
@@ -83,12 +85,6 @@ def dashboard(request):
         "jobs": Job.objects.select_related("created_by")[:5],
     }
     return render(request, "marketing/dashboard.html", context)
-
-
-@require_GET
-@viewer_required
-def campaign_list(request):
-    return render(request, "marketing/campaign_list.html")
 
 
 @require_GET

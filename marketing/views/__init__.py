@@ -1,0 +1,13 @@
+"""The marketing app's pages, one module per area; urls.py reaches them through this package."""
+
+from .campaign_pages import (  # noqa: F401
+    ad_edit,
+    campaign_detail,
+    campaign_edit,
+    campaign_list,
+    campaign_status,
+    cap_delete,
+    cap_new,
+)
+from .dashboard import budget, dashboard  # noqa: F401
+from .delivery_pages import channel_edit, delivery, placement_edit, plan_edit, simulate, simulate_customers  # noqa: F401

@@ -1,0 +1,196 @@
+"""Campaign pages: the list with its figures, create and edit, the lifecycle, ads and frequency caps."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core.paginator import Paginator
+from django.db.models import Count, Q, Sum
+from django.db.models.functions import TruncDate
+from django.shortcuts import redirect, render
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from accounts.access import viewer_required, writer_required
+
+from .. import actions
+from ..access import get_ad_for_user, get_campaign_for_user, get_cap_for_user
+from ..forms import AdForm, CampaignForm, CapForm
+from ..models import Ad, Campaign, CampaignSpend, Decision, FrequencyCap, ServedAd
+
+STATUS_BADGES = {"draft": "secondary", "exploring": "info", "live": "success", "paused": "warning", "ended": "dark"}
+# The button that moves a campaign to each status, and whether it asks first.
+MOVES = {
+    "exploring": ("Start exploring", "play-circle", ""),
+    "live": ("Go live", "broadcast", ""),
+    "paused": ("Pause", "pause-circle", ""),
+    "ended": ("End", "stop-circle", "End this campaign? An ended campaign cannot be restarted."),
+}
+
+
+def _today_start():
+    return timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+@require_GET
+@viewer_required
+def campaign_list(request):
+    q, status = request.GET.get("q", "").strip(), request.GET.get("status", "")
+    campaigns = Campaign.objects.annotate(n_ads=Count("ads")).select_related("owner").order_by("-created_at", "name")
+    if q:
+        campaigns = campaigns.filter(name__icontains=q)
+    if status in Campaign.Status.values:
+        campaigns = campaigns.filter(status=status)
+    page = Paginator(campaigns, 25).get_page(request.GET.get("page"))
+    ids = [c.pk for c in page]
+    today = timezone.localdate()
+    totals = dict(CampaignSpend.objects.filter(campaign_id__in=ids).values("campaign_id").annotate(s=Sum("amount"))
+                  .values_list("campaign_id", "s"))
+    todays = dict(CampaignSpend.objects.filter(campaign_id__in=ids, day=today).values_list("campaign_id", "amount"))
+    for c in page:
+        c.spent, c.spent_today, c.badge = totals.get(c.pk) or 0, todays.get(c.pk) or 0, STATUS_BADGES[c.status]
+    context = {"page_obj": page, "q": q, "status": status, "statuses": Campaign.Status.choices,
+               "query": urlencode({k: v for k, v in {"q": q, "status": status}.items() if v}), "target": "#campaigns"}
+    if request.htmx:
+        return render(request, "marketing/campaign_list.html#table", context)
+    context["kpis"] = {
+        "serving": Campaign.objects.filter(status__in=Campaign.SERVING).count(),
+        "serving_sub": f"exploring or live, of {Campaign.objects.count():,} campaigns",
+        "spend_today": CampaignSpend.objects.filter(day=today).aggregate(s=Sum("amount"))["s"] or 0,
+        "spend_total": CampaignSpend.objects.aggregate(s=Sum("amount"))["s"] or 0,
+        "decisions_today": Decision.objects.filter(created_at__gte=_today_start()).count(),
+    }
+    return render(request, "marketing/campaign_list.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@writer_required
+def campaign_edit(request, pk: int | None = None):
+    campaign = get_campaign_for_user(request.user, pk, write=True) if pk else Campaign()
+    form = CampaignForm(request.POST or None, instance=campaign)
+    if request.method == "POST" and form.is_valid():
+        if pk:
+            campaign = actions.update_campaign(form.save(commit=False))
+            messages.success(request, f"“{campaign.name}” saved.")
+        else:
+            campaign = actions.create_campaign(form.save(commit=False), by=request.user)
+            messages.success(request, f"“{campaign.name}” created as a draft. Add its ads, then start exploring.")
+        return redirect("campaigns:detail", pk=campaign.pk)
+    return render(request, "marketing/campaign_form.html", {"form": form, "campaign": campaign},
+                  status=400 if form.errors else 200)
+
+
+@require_GET
+@viewer_required
+def campaign_detail(request, pk: int):
+    campaign = get_campaign_for_user(request.user, pk)
+    ads = list(campaign.ads.prefetch_related("placements").select_related("promoted_item"))
+    served = dict(ServedAd.objects.filter(ad_id__in=[a.pk for a in ads]).values("ad_id").annotate(n=Count("id"))
+                  .values_list("ad_id", "n"))
+    now = timezone.now()
+    for ad in ads:
+        ad.served_count = served.get(ad.pk, 0)
+        ad.explore_pct = min(100, round(100 * ad.served_count / campaign.explore_impressions))
+        ad.explore_days_left = max(0, campaign.explore_days - (now - ad.created_at).days)
+    caps = FrequencyCap.objects.filter(Q(campaign=campaign) | Q(ad__campaign=campaign)).select_related("ad", "campaign")
+    spent = CampaignSpend.objects.filter(campaign=campaign).aggregate(s=Sum("amount"))["s"] or Decimal(0)
+    spent_today = CampaignSpend.objects.filter(campaign=campaign, day=timezone.localdate()).values_list("amount", flat=True).first() or 0
+    chart, served_14d = _daily_chart(campaign, [a.pk for a in ads])
+    moves = [(s, *MOVES[s]) for s in (Campaign.Status.EXPLORING, Campaign.Status.LIVE, Campaign.Status.PAUSED,
+                                      Campaign.Status.ENDED) if campaign.can_move_to(s)]
+    context = {"campaign": campaign, "ads": ads, "caps": caps, "spent": spent, "spent_today": spent_today,
+               "served_14d": served_14d, "chart": chart, "moves": moves, "badge": STATUS_BADGES[campaign.status],
+               "explored": sum(1 for a in ads if a.explored_at), "explored_sub": f"of {len(ads)} ads",
+               "spent_sub": f"of {campaign.total_budget:,.2f}" if campaign.total_budget is not None else "no total budget",
+               "today_sub": f"of {campaign.daily_budget:,.2f}" if campaign.daily_budget is not None else "no daily budget"}
+    return render(request, "marketing/campaign_detail.html", context)
+
+
+def _daily_chart(campaign: Campaign, ad_ids: list[int], days: int = 14) -> tuple[dict, int]:
+    """Spend and served ads per day over the last `days` days (a bar and a line on two axes)."""
+    today = timezone.localdate()
+    first = today - timedelta(days=days - 1)
+    spend = dict(CampaignSpend.objects.filter(campaign=campaign, day__gte=first).values_list("day", "amount"))
+    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
+    served = dict(ServedAd.objects.filter(ad_id__in=ad_ids, served_at__gte=start).annotate(day=TruncDate("served_at"))
+                  .values("day").annotate(n=Count("id")).values_list("day", "n"))
+    labels = [first + timedelta(days=i) for i in range(days)]
+    chart = {
+        "type": "bar",
+        "data": {"labels": [d.strftime("%b %d") for d in labels], "datasets": [
+            {"label": "Spend", "data": [float(spend.get(d, 0)) for d in labels], "yAxisID": "y", "color": "#1f9d8b"},
+            {"label": "Ads served", "data": [served.get(d, 0) for d in labels], "type": "line", "yAxisID": "y1",
+             "color": "#5b2fd6", "pointRadius": 2},
+        ]},
+        "options": {"scales": {"y": {"beginAtZero": True, "position": "left", "title": {"display": True, "text": "Spend"}},
+                               "y1": {"beginAtZero": True, "position": "right", "grid": {"drawOnChartArea": False},
+                                      "title": {"display": True, "text": "Ads served"}}}},
+    }
+    return chart, sum(served.values())
+
+
+@require_POST
+@writer_required
+def campaign_status(request, pk: int):
+    campaign = get_campaign_for_user(request.user, pk, write=True)
+    try:
+        campaign = actions.move_campaign(campaign, request.POST.get("status", ""), by=request.user)
+    except actions.Refused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"“{campaign.name}” is now {campaign.get_status_display().lower()}.")
+    return redirect("campaigns:detail", pk=campaign.pk)
+
+
+@require_http_methods(["GET", "POST"])
+@writer_required
+def ad_edit(request, pk: int | None = None, campaign_pk: int | None = None):
+    ad = get_ad_for_user(request.user, pk, write=True) if pk else Ad(campaign=get_campaign_for_user(request.user, campaign_pk, write=True))
+    form = AdForm(request.POST or None, instance=ad)
+    if request.method == "POST" and form.is_valid():
+        ad = form.save(commit=False)
+        ad.promoted_item = form.cleaned_data["promoted_item"]
+        actions.save_ad(ad, form.cleaned_data["placements"])
+        messages.success(request, f"Ad “{ad.name}” saved.")
+        return redirect("campaigns:detail", pk=ad.campaign_id)
+    return render(request, "marketing/ad_form.html", {"form": form, "ad": ad, "campaign": ad.campaign},
+                  status=400 if form.errors else 200)
+
+
+CAP_TARGETS = ("ad", "campaign", "placement", "channel")
+
+
+@require_http_methods(["GET", "POST"])
+@writer_required
+def cap_new(request):
+    initial = {k: request.GET[k] for k in ("level", *CAP_TARGETS) if request.GET.get(k, "").isalnum()}
+    form = CapForm(request.POST or None, initial=initial)
+    back = _back(request)
+    if request.method == "POST" and form.is_valid():
+        cap = actions.add_cap(form.save())
+        messages.success(request, f"Cap added: {cap}.")
+        return redirect(back)
+    return render(request, "marketing/cap_form.html", {"form": form, "back": back}, status=400 if form.errors else 200)
+
+
+@require_POST
+@writer_required
+def cap_delete(request, pk: int):
+    cap = get_cap_for_user(request.user, pk, write=True)
+    described = str(cap)
+    actions.remove_cap(cap)
+    messages.success(request, f"Cap removed: {described}.")
+    return redirect(_back(request))
+
+
+def _back(request) -> str:
+    """Where a cap form returns to: the page that sent the operator (same site only), else the delivery set-up."""
+    url = request.POST.get("next") or request.GET.get("next") or ""
+    if url and url_has_allowed_host_and_scheme(url, allowed_hosts={request.get_host()}, require_https=request.is_secure()):
+        return url
+    return reverse("campaigns:delivery")
