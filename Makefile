@@ -26,6 +26,8 @@ demo: migrate
 	else \
 	  $(PY) manage.py seed_demo --customers $(DEMO_CUSTOMERS) --seed $(DEMO_SEED); \
 	fi
+	@# Idempotent: adds the demo campaigns when they are missing, also to listeners seeded before.
+	$(PY) manage.py seed_campaigns
 
 admin: migrate
 	@mkdir -p var
