@@ -14,7 +14,7 @@ from marketing import simulator
 from marketing.models import Decision, Event, FrequencyCap, ServedAd
 from marketing.simulator import Profile, Simulator, answer, truth
 
-from .test_demo_campaigns import listeners, seeded  # noqa: F401 (fixtures)
+from .test_demo_campaigns import listeners, seeded  # noqa: F401 (the demo fixtures, seeded once per module)
 
 YOUNG_FREE = Profile(segment="casual", age=19, region="south", subscriber=False, top_genre="hip-hop", hiphop=0.4)
 LOYAL_PAYING = Profile(segment="loyal", age=41, region="north", subscriber=True, top_genre="rock")
@@ -88,7 +88,8 @@ def run(n: int, seed: int = 1) -> simulator.Tally:
     return Simulator(seed=seed, log=lambda line: None).run(once=n)
 
 
-def test_decisions_and_events_flow_in_proportion_and_no_cap_is_exceeded(seeded):
+@pytest.mark.usefixtures("seeded")
+def test_decisions_and_events_flow_in_proportion_and_no_cap_is_exceeded():
     # Tighter than the demo's 12 a day so the service cap bites in 250 decisions of 600 listeners.
     FrequencyCap.objects.filter(level=FrequencyCap.Level.SERVICE).update(max_count=2)
     n = 250
@@ -147,7 +148,8 @@ def assert_caps_hold():
                 assert all(g >= timedelta(seconds=cap.min_gap_seconds) for g in gaps), (str(cap), customer)
 
 
-def test_running_again_with_the_same_seed_adds_new_decisions_and_duplicates_no_event(seeded):
+@pytest.mark.usefixtures("seeded")
+def test_running_again_with_the_same_seed_adds_new_decisions_and_duplicates_no_event():
     first = run(30, seed=7)
     keys = set(Event.objects.values_list("key", flat=True))
     second = run(30, seed=7)
@@ -158,7 +160,8 @@ def test_running_again_with_the_same_seed_adds_new_decisions_and_duplicates_no_e
     assert not repeated.exists()
 
 
-def test_a_busy_database_is_waited_out_and_a_resent_batch_adds_nothing(seeded, monkeypatch):
+@pytest.mark.usefixtures("seeded")
+def test_a_busy_database_is_waited_out_and_a_resent_batch_adds_nothing(monkeypatch):
     """SQLite's single writer: a decision refused and a batch whose answer was lost are both retried."""
     monkeypatch.setattr(simulator.time, "sleep", lambda seconds: None)
     real_decide, real_record = simulator.decide, simulator.record_events
@@ -186,14 +189,16 @@ def test_a_busy_database_is_waited_out_and_a_resent_batch_adds_nothing(seeded, m
     assert not Event.objects.values("key").annotate(n=Count("id")).filter(n__gt=1).exists()
 
 
-def test_the_command_runs_a_number_of_decisions_and_says_what_it_did(seeded, capsys):
+@pytest.mark.usefixtures("seeded")
+def test_the_command_runs_a_number_of_decisions_and_says_what_it_did(capsys):
     call_command("simulate_traffic", "--once", "10", "--seed", "2")
     out = capsys.readouterr().out
     assert "simulator: 10 decisions" in out and "reasons" in out
     assert Decision.objects.count() == 10
 
 
-def test_the_command_refuses_to_run_without_placements(listeners, db):
+@pytest.mark.usefixtures("listeners", "db")
+def test_the_command_refuses_to_run_without_placements():
     from django.core.management import CommandError
 
     with pytest.raises(CommandError, match="seed_campaigns"):
