@@ -46,6 +46,9 @@ class AdForm(StyledForm, forms.ModelForm):
     promoted_item = forms.CharField(
         label="Promoted item", required=False, max_length=64,
         help_text="The catalogue id of a track, album, artist or concert the ad promotes (optional).")
+    image_url = forms.URLField(label="Image URL", required=False, assume_scheme="https")
+    landing_url = forms.URLField(label="Landing URL", required=False, assume_scheme="https",
+                                 help_text="Where a click takes the customer.")
 
     class Meta:
         model = Ad
@@ -53,11 +56,13 @@ class AdForm(StyledForm, forms.ModelForm):
         widgets = {"placements": forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}), "body": forms.Textarea(attrs={"rows": 3}),
                    "payload": forms.Textarea(attrs={"rows": 3, "class": "mono"})}
         help_texts = {"placements": "Where this ad may be shown."}
+        labels = {"payload": "Payload (JSON)"}
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.fields["placements"].queryset = Placement.objects.select_related("channel")
         self.fields["placements"].required = False  # clean_placements says why one is needed
+        self.fields["placements"].label_from_instance = lambda p: f"{p.name} · {p.slug}"
         if self.instance.promoted_item_id and not self.is_bound:
             self.initial["promoted_item"] = self.instance.promoted_item.external_id
 
@@ -108,7 +113,8 @@ class PlanForm(StyledForm, forms.ModelForm):
         model = DeliveryPlan
         fields = ["rest", "rest_ads", "epsilon", "fit_threshold"]
         widgets = {"rest_ads": forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"})}
-        labels = {"rest": "Everyone else gets", "rest_ads": "Ads for everyone else"}
+        labels = {"rest": "Everyone else gets", "rest_ads": "Ads for everyone else", "epsilon": "Keep exploring (ε)",
+                  "fit_threshold": "Fit check (minimum predicted response)"}
         help_texts = {"rest_ads": "None ticked: every servable ad of this placement that no rule names."}
 
     def __init__(self, *args, placement: Placement, **kwargs):
