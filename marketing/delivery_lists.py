@@ -9,7 +9,7 @@ A list is computed in SQL, a batch at a time, never with a Python loop over cust
    model" — uniform while exploring (a hash of customer and list spreads the ads evenly), after
    exploration the best ad of the customer's value segment (rates.predict) with a share ε kept
    exploring, and the fit check leaves out segments predicted under the plan's threshold.
-2. *Caps*: the batch's customers are locked (their CapLock rows, as decisions lock them), their
+2. *Caps*: the batch's block of customer ids is locked against decisions (caps.lock_blocks), their
    served history inside the longest cap window is aggregated per customer and level, and
    customers a cap would refuse are skipped. The rest is recorded as served (ServedAd) with the
    batch's token in the same statement, so decisions and lists share every cap exactly.
@@ -33,7 +33,7 @@ from django.utils import timezone
 from audiences.models import AudienceMember, Customer, Persona, Segment
 
 from . import caps, rates, spend
-from .models import Ad, CampaignSpend, Campaign, CapLock, DeliveryBatch, DeliveryPlan, FrequencyCap, Placement, PlanRule, ServedAd
+from .models import Ad, CampaignSpend, Campaign, DeliveryBatch, DeliveryPlan, FrequencyCap, Placement, PlanRule, ServedAd
 
 MAX_BATCH = 50_000
 HASH = 2654435761  # Knuth's multiplicative hash: spreads consecutive ids evenly over the ads
@@ -201,27 +201,34 @@ def batch(campaign: Campaign, placement: Placement, key: str, after: int, size: 
     """The batch of list `key` that starts after customer id `after`: reserved now, or replayed if it was before."""
     now = now or timezone.now()
     done = DeliveryBatch.objects.filter(campaign=campaign, placement=placement, key=key, after=after).first()
+    rows = None
     if done is None:
         try:
-            done = _reserve(campaign, placement, key, after, size, now)
+            done, rows = _reserve(campaign, placement, key, after, size, now)
         except IntegrityError:  # a concurrent fetch of the same batch won: replay its rows
             done = DeliveryBatch.objects.get(campaign=campaign, placement=placement, key=key, after=after)
     if done is None:
         return None, []
-    return done, _replay(done)
+    return done, rows if rows is not None else _replay(done)
 
 
 def _replay(done: DeliveryBatch) -> list[Row]:
     table, customers = ServedAd._meta.db_table, Customer._meta.db_table
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT c.external_id, s.ad_id FROM {table} s JOIN {customers} c ON c.id = s.customer_id "
-                       f"WHERE s.decision = %s ORDER BY s.customer_id", [done.token.hex if connection.vendor == "sqlite" else done.token])
-        name = f"{done.key}:{done.after}"
-        return [Row(ext, ad, name, done.last) for ext, ad in cursor.fetchall()]
+                       f"WHERE s.customer_id > %s AND s.customer_id <= %s AND s.decision = %s ORDER BY s.customer_id",
+                       [done.after, done.last, done.token.hex if connection.vendor == "sqlite" else done.token])
+        return _rows(done, cursor.fetchall())
+
+
+def _rows(done: DeliveryBatch, found) -> list[Row]:
+    name = f"{done.key}:{done.after}"
+    return [Row(ext, ad, name, done.last) for ext, ad in found]
 
 
 @transaction.atomic
-def _reserve(campaign: Campaign, placement: Placement, key: str, after: int, size: int, now: datetime) -> DeliveryBatch | None:
+def _reserve(campaign: Campaign, placement: Placement, key: str, after: int, size: int,
+             now: datetime) -> tuple[DeliveryBatch | None, list[Row] | None]:
     ad_sql, ad_params = targeting(campaign, placement, key, now)
     customers = Customer._meta.db_table
     persona = Persona._meta.db_table
@@ -232,7 +239,7 @@ def _reserve(campaign: Campaign, placement: Placement, key: str, after: int, siz
         last, count = cursor.fetchone()
     affordable = _budget_rows(campaign, placement, now)
     if not count or affordable == 0:
-        return None
+        return None, None
     done = DeliveryBatch.objects.create(campaign=campaign, placement=placement, key=key, after=after, last=last,
                                         size=size, created_at=now)
     ads = list(Ad.objects.filter(campaign=campaign, placements=placement))
@@ -247,26 +254,29 @@ def _reserve(campaign: Campaign, placement: Placement, key: str, after: int, siz
     targets = (f"SELECT c.id, ({ad_sql}) AS ad FROM {customers} c LEFT JOIN {persona} p ON p.customer_id = c.id "
                f"WHERE c.id > %s AND c.id <= %s")
     with connection.cursor() as cursor:
-        if found and connection.vendor == "postgresql":
-            # Lock the batch's customers as decisions do, so a concurrent decision and this batch never both pass a cap.
-            cursor.execute(f"INSERT INTO {CapLock._meta.db_table} (customer_id) SELECT t.id FROM ({targets}) t "
-                           f"WHERE t.ad IS NOT NULL ON CONFLICT DO NOTHING", [*ad_params, after, last])
-            cursor.execute(f"SELECT l.customer_id FROM {CapLock._meta.db_table} l WHERE l.customer_id > %s AND l.customer_id <= %s "
-                           f"AND l.customer_id IN (SELECT t.id FROM ({targets}) t WHERE t.ad IS NOT NULL) "
-                           f"ORDER BY l.customer_id FOR UPDATE", [after, last, *ad_params, after, last])
+        if found:  # no decision for these customers may pass a cap while the batch decides (see caps.lock_blocks)
+            caps.lock_blocks(after + 1, last)
         token = done.token.hex if connection.vendor == "sqlite" else done.token
         limit = "" if affordable is None else f"LIMIT {int(affordable)}"
         channel = placement.channel_id
-        cursor.execute(
+        insert = (
             f"INSERT INTO {ServedAd._meta.db_table} (decision, customer_id, ad_id, campaign_id, placement_id, channel_id, served_at) "
             f"SELECT %s, t.id, t.ad, {int(campaign.pk)}, {int(placement.pk)}, {int(channel)}, %s FROM ({targets}) t {history} "
-            f"WHERE t.ad IS NOT NULL AND {allowed} ORDER BY t.id {limit}",
-            [token, now, *ad_params, after, last, *history_params])
-    reserved = ServedAd.objects.filter(decision=done.token).count()  # SQLite's rowcount is unreliable for INSERT … SELECT
+            f"WHERE t.ad IS NOT NULL AND {allowed} ORDER BY t.id {limit}")
+        params = [token, now, *ad_params, after, last, *history_params]
+        rows = None
+        if connection.vendor == "postgresql":  # the reserved rows come back from the insert itself
+            cursor.execute(f"WITH ins AS ({insert} RETURNING customer_id, ad_id) SELECT c.external_id, ins.ad_id FROM ins "
+                           f"JOIN {customers} c ON c.id = ins.customer_id ORDER BY ins.customer_id", params)
+            rows = _rows(done, cursor.fetchall())
+            reserved = len(rows)
+        else:
+            cursor.execute(insert, params)
+            reserved = ServedAd.objects.filter(decision=done.token).count()  # SQLite's rowcount is unreliable here
     done.rows = reserved
     done.save(update_fields=["rows"])
     spend.accrue(campaign.pk, spend.cost_of_serving(placement.channel) * reserved, now)
-    return done
+    return done, rows
 
 
 def stream(campaign: Campaign, placement: Placement, key: str, after: int = 0, size: int = 10_000,

@@ -1,0 +1,135 @@
+"""Stream a 1M-customer delivery list and compare its rate with PostgreSQL COPY of the same ids.
+
+    DATABASE_URL=postgres://postgres@127.0.0.1:5432/encore_bench_lists .venv/bin/python bench/delivery_list.py
+
+Prints `list_rows_per_s`, `copy_rows_per_s`, `list_ratio` (goal ≥ 0.5) and `peak_rss_mb` (flat
+memory: the peak stays near the process's size before the list, printed as `rss_before_mb`).
+
+The database gets `--customers` bare customers (no activities: a list reads customers, their
+memberships and personas, and the served history caps count) when it has fewer, written with
+one INSERT … SELECT generate_series. A push campaign with three exploring ads, caps at the
+service, channel and campaign levels and a plan whose everyone-else is ranked by model is made
+once. Each run streams a new list (a fresh list key), so every batch really reserves caps: the
+rows go through the same generator the API streams (`marketing.api._csv`), in-process, without
+HTTP. Served rows of earlier runs are removed first so every run counts the same history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DB = "postgres://postgres@127.0.0.1:5432/encore_bench_lists"
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--size", type=int, default=10_000, help="customers per batch")
+    args = parser.parse_args()
+
+    os.environ.setdefault("DATABASE_URL", DEFAULT_DB)
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DEBUG", "true")
+    sys.path.insert(0, str(ROOT))
+    if not os.environ["DATABASE_URL"].startswith("postgres"):
+        sys.exit("bench/delivery_list.py compares with PostgreSQL COPY: set DATABASE_URL to a PostgreSQL database")
+    _create_database(os.environ["DATABASE_URL"])
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+    from django.db import connection
+    from django.utils import timezone
+
+    from audiences.models import Customer
+    from marketing import api, delivery_lists
+    from marketing.models import Ad, Campaign, Channel, DeliveryBatch, DeliveryPlan, FrequencyCap, Placement, ServedAd
+
+    call_command("migrate", verbosity=0)
+    have = Customer.objects.count()
+    if have < args.customers:
+        print(f"adding {args.customers - have:,} customers …", file=sys.stderr)
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {Customer._meta.db_table} (external_id, gender, region, is_subscriber, attributes, created_at, updated_at) "
+                "SELECT 'lst-' || lpad(i::text, 8, '0'), '', '', false, '{}', now(), now() FROM generate_series(%s, %s) i",
+                [have + 1, args.customers])
+            cursor.execute(f"VACUUM ANALYZE {Customer._meta.db_table}")
+    channel, _ = Channel.objects.get_or_create(name="Bench push", defaults={"kind": "push", "cost_model": "send", "unit_cost": 0})
+    placement, _ = Placement.objects.get_or_create(slug="bench-push", defaults={"name": "Bench push", "channel": channel})
+    campaign, made = Campaign.objects.get_or_create(name="Bench list", defaults={"status": Campaign.Status.LIVE})
+    if made:
+        for i in range(3):
+            Ad.objects.create(campaign=campaign, name=f"offer {i}").placements.add(placement)
+        FrequencyCap.objects.create(level="service", max_count=20, window=FrequencyCap.Window.DAY)
+        FrequencyCap.objects.create(level="channel", channel=channel, min_gap_seconds=60)
+        FrequencyCap.objects.create(level="campaign", campaign=campaign, max_count=5, window=FrequencyCap.Window.WEEK)
+        DeliveryPlan.objects.create(placement=placement, rest=DeliveryPlan.Rest.MODEL)
+    with connection.cursor() as cursor:  # a run's history must not cap the next one
+        cursor.execute(f"TRUNCATE {ServedAd._meta.db_table}, {DeliveryBatch._meta.db_table}")
+        cursor.execute(f"VACUUM ANALYZE {ServedAd._meta.db_table}")
+
+    before = rss_mb()
+    key = f"bench-{int(time.time())}"
+    started = time.perf_counter()
+    rows = 0
+    size = 0
+    for chunk in api._csv(delivery_lists.stream(campaign, placement, key, size=args.size)):
+        rows += chunk.count("\n")
+        size += len(chunk)
+    list_s = time.perf_counter() - started
+    rows -= 1  # the header
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    started = time.perf_counter()
+    copied = 0
+    with connection.cursor() as cursor:
+        sql = (f"COPY (SELECT c.external_id FROM {ServedAd._meta.db_table} s JOIN {Customer._meta.db_table} c ON c.id = s.customer_id "
+               f"WHERE s.campaign_id = %s ORDER BY s.customer_id) TO STDOUT")
+        with cursor.cursor.copy(sql, [campaign.pk]) as copy:
+            for block in copy:
+                copied += bytes(block).count(b"\n")
+    copy_s = time.perf_counter() - started
+    served = ServedAd.objects.filter(campaign=campaign).count()
+    if rows != served or copied != rows:
+        sys.exit(f"wrong: {rows} rows streamed, {served} reserved, {copied} copied")
+    print(f"rows: {rows}")
+    print(f"list_s: {list_s:.2f}")
+    print(f"list_rows_per_s: {rows / list_s:.0f}")
+    print(f"copy_rows_per_s: {copied / copy_s:.0f}")
+    print(f"list_ratio: {(rows / list_s) / (copied / copy_s):.3f}")
+    print(f"rss_before_mb: {before:.0f}")
+    print(f"peak_rss_mb: {peak:.0f}")
+    print(f"at: {timezone.now():%Y-%m-%d %H:%M}", file=sys.stderr)
+
+
+def _create_database(url: str) -> None:
+    """Create the bench database if it does not exist (connecting to the server's `postgres` database)."""
+    import psycopg
+    from urllib.parse import urlparse
+
+    parsed = urlparse(url)
+    name = parsed.path.lstrip("/")
+    admin = parsed._replace(path="/postgres").geturl()
+    with psycopg.connect(admin, autocommit=True) as conn:
+        if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+if __name__ == "__main__":
+    main()
