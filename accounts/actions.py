@@ -26,8 +26,12 @@ def change_user(user, *, role: str, is_active: bool, by) -> None:
         user.save(update_fields=["is_active"])
 
 
-def issue_api_client(*, name: str, scopes: list[str], by=None) -> tuple[ApiClient, str]:
-    return ApiClient.issue(name, scopes, by=by)
+def issue_api_client(*, name: str, scopes: list[str], requests_per_minute: int | None = None, by=None) -> tuple[ApiClient, str]:
+    client, token = ApiClient.issue(name, scopes, by=by)
+    if requests_per_minute:
+        client.requests_per_minute = requests_per_minute
+        client.save(update_fields=["requests_per_minute"])
+    return client, token
 
 
 def revoke_api_client(client: ApiClient, *, by) -> None:

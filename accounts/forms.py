@@ -73,6 +73,9 @@ class ApiClientForm(StyledForm, forms.Form):
         widget=forms.CheckboxSelectMultiple,
         help_text="Grant only what the client needs.",
     )
+    requests_per_minute = forms.IntegerField(
+        label="Rate limit (requests per minute)", required=False, min_value=1,
+        help_text="Over it the API answers 429 with Retry-After. Empty: the site default.")
 
     def clean_name(self):
         name = self.cleaned_data["name"].strip()

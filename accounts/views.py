@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.shortcuts import get_object_or_404, redirect, render
@@ -21,7 +22,8 @@ def team(request):
     clients = ApiClient.objects.order_by("-is_active", "name")
     return render(request, "accounts/team.html", {"users": users, "clients": clients,
                                                    "active_users": sum(u.is_active for u in users),
-                                                   "active_clients": sum(c.is_active for c in clients)})
+                                                   "active_clients": sum(c.is_active for c in clients),
+                                                   "default_rate": settings.API_CLIENT_RATE_PER_MINUTE})
 
 
 def group_role(user) -> str | None:

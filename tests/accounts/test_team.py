@@ -71,6 +71,18 @@ def test_a_new_api_client_shows_its_token_once_and_stores_only_a_hash(client, al
     assert token not in team and stored.token_hint in team
 
 
+def test_a_client_gets_its_own_rate_limit_shown_on_the_team_page(client, alice):
+    client.force_login(alice)
+    response = client.post(reverse("team:client_new"), {"name": "Push sender", "scopes": ["delivery-lists:read"],
+                                                        "requests_per_minute": "0"})
+    assert response.status_code == 400 and "greater than or equal to 1" in response.content.decode()
+    client.post(reverse("team:client_new"), {"name": "Push sender", "scopes": ["delivery-lists:read"], "requests_per_minute": "120"})
+    client.post(reverse("team:client_new"), {"name": "Events", "scopes": ["events:write"]})
+    assert dict(ApiClient.objects.values_list("name", "requests_per_minute")) == {"Push sender": 120, "Events": None}
+    team = client.get(reverse("team:overview")).content.decode()
+    assert "120/min" in team and "default (60,000/min)" in team
+
+
 def test_revoking_a_client_stops_its_token(client, alice):
     api_client, token = ApiClient.issue("crm", ["customers:read"])
     assert client.get("/api/v1/customers", HTTP_AUTHORIZATION=f"Bearer {token}").status_code == 200
