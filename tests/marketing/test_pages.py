@@ -408,6 +408,8 @@ def test_an_analyst_sees_no_buttons_that_change_things(client, ann, shop):
     client.force_login(ann)
     page = text(client.get(reverse("campaigns:detail", args=[shop["release"].pk])))
     assert reverse("campaigns:status", args=[shop["release"].pk]) not in page and "New ad" not in page
+    page = text(client.get(reverse("campaigns:delivery")))
+    assert reverse("campaigns:plan", args=[shop["home"].pk]) not in page and "New placement" not in page
 
 
 def test_anonymous_visitors_are_sent_to_log_in(client, shop):
