@@ -15,8 +15,8 @@
 
 Caps at every level the story needs: at most 12 ads a day per listener across the service, pushes
 at least 4 hours apart, 3 upsell pushes and 2 win-back e-mails a week, the chart-debut banner 3
-times in a lifetime. Campaigns start exploring; short explorations (100–300 impressions) let the
-simulator turn them into model-ranked campaigns within minutes.
+times in a lifetime. Campaigns start exploring; short explorations (100–200 impressions of each
+ranked ad) let the simulator turn them into model-ranked campaigns within minutes.
 
 Idempotent: objects are found by their natural keys (channel name, placement slug, campaign name,
 ad name within its campaign, the plan of a placement) and only missing ones are created — what an
@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from django.db import transaction
+from django.utils import timezone
 
 from audiences import demo as audience_demo
 from audiences.models import Audience, Item
@@ -71,6 +72,9 @@ class AdSpec:
     priority: int = 0
     promotes_single: bool = False
     payload: dict = field(default_factory=dict)
+    # Exploration chooses among ads at random; an ad only ever served by a targeted rule or by priority
+    # has nothing to choose against, and would keep its campaign from going live for explore_days.
+    ranked: bool = True
 
 
 @dataclass(frozen=True)
@@ -92,7 +96,7 @@ SITE = "https://encore.example"
 
 CAMPAIGNS = (
     CampaignSpec(UPSELL, Campaign.Goal.CONVERSION, total_budget=Decimal("30000"), daily_budget=Decimal("1500"),
-                 target_cpa=Decimal("8.00"), explore_impressions=300, ads=(
+                 target_cpa=Decimal("8.00"), explore_impressions=200, ads=(
         AdSpec("Student discount", "Premium for students: 5.99 a month", "Ad-free, offline, unlimited skips — at half price.",
                f"{SITE}/premium?offer=student", ("push",), payload={"cta": "Get the discount"}),
         AdSpec("Family plan", "Premium Family: six accounts, one bill", "Everyone at home gets their own Premium for 16.99.",
@@ -100,7 +104,7 @@ CAMPAIGNS = (
         AdSpec("Duo for two", "Premium Duo: two accounts for 14.99", "Share Premium with the one you share everything with.",
                f"{SITE}/premium?offer=duo", ("push",), payload={"cta": "Try Duo"}),
         AdSpec("K-pop without ads", "Your K-pop, no interruptions", "Go Premium and never miss a comeback: 10.99 a month.",
-               f"{SITE}/premium?offer=kpop", ("push",), payload={"cta": "Go Premium"}),
+               f"{SITE}/premium?offer=kpop", ("push",), payload={"cta": "Go Premium"}, ranked=False),
     )),
     CampaignSpec(RELEASE, Campaign.Goal.STREAM, total_budget=Decimal("5000"), explore_impressions=100, explore_days=1, ads=(
         AdSpec("Out now: Supernova Heart", "NOVA9 — Supernova Heart, out now", "The single everyone is talking about.",
@@ -110,12 +114,13 @@ CAMPAIGNS = (
                f"{SITE}/track/{audience_demo.KPOP_SINGLE_ID}?from=challenge", ("home-banner", "player-preroll"),
                promotes_single=True, payload={"cta": "Watch the moves", "style": "video"}),
         AdSpec("Chart debut", "Straight in at number 1", "NOVA9's Supernova Heart tops this week's chart.",
-               f"{SITE}/charts", ("home-banner",), priority=5, promotes_single=True, payload={"cta": "See the chart"}),
+               f"{SITE}/charts", ("home-banner",), priority=5, promotes_single=True, payload={"cta": "See the chart"},
+               ranked=False),
         AdSpec("Lyric card", "“Supernova heart, burning through the dark”", "Read along while you listen.",
                f"{SITE}/track/{audience_demo.KPOP_SINGLE_ID}?lyrics=1", ("home-banner",), priority=1, promotes_single=True,
-               payload={"cta": "Sing along"}),
+               payload={"cta": "Sing along"}, ranked=False),
     )),
-    CampaignSpec(WINBACK, Campaign.Goal.CLICK, explore_impressions=150, ads=(
+    CampaignSpec(WINBACK, Campaign.Goal.CLICK, explore_impressions=100, ads=(
         AdSpec("We miss you", "It's been a while", "Your library is right where you left it.",
                f"{SITE}/welcome-back", ("email",), payload={"subject": "We miss you"}),
         AdSpec("Your mixes are waiting", "Fresh mixes, made for you", "We refreshed your Daily Mixes with what's new in your genres.",
@@ -211,6 +216,7 @@ def store_demo_campaigns() -> dict[str, int]:
     single = Item.objects.filter(external_id=audience_demo.KPOP_SINGLE_ID).first()
     ads: dict[str, Ad] = {}
     campaigns: dict[str, Campaign] = {}
+    now = timezone.now()
     for spec in CAMPAIGNS:
         campaign, new = Campaign.objects.get_or_create(name=spec.name, defaults={
             "goal": spec.goal, "status": Campaign.Status.EXPLORING, "total_budget": spec.total_budget,
@@ -222,7 +228,8 @@ def store_demo_campaigns() -> dict[str, int]:
             ad, new = Ad.objects.get_or_create(campaign=campaign, name=ad_spec.name, defaults={
                 "title": ad_spec.title, "body": ad_spec.body, "landing_url": ad_spec.landing_url,
                 "priority": ad_spec.priority, "payload": ad_spec.payload,
-                "promoted_item": single if ad_spec.promotes_single else None})
+                "promoted_item": single if ad_spec.promotes_single else None,
+                "explored_at": None if ad_spec.ranked else now})
             if new:
                 ad.placements.set([placements[slug] for slug in ad_spec.placements])
             ads[f"{spec.name}/{ad_spec.name}"] = ad

@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 
 SOURCE = "simulator"
 # Share of requests per placement slug; placements the demo does not know get a small share each.
-PLACEMENT_WEIGHTS = {"home-banner": 0.40, "push": 0.25, "email": 0.20, "player-preroll": 0.15}
+PLACEMENT_WEIGHTS = {"home-banner": 0.45, "push": 0.25, "email": 0.20, "player-preroll": 0.10}
 OTHER_PLACEMENT_WEIGHT = 0.05
 OUTBOUND = {Channel.Kind.PUSH, Channel.Kind.EMAIL, Channel.Kind.SMS}
 RELOAD_SECONDS = 600

@@ -103,6 +103,10 @@ def test_the_story_has_three_exploring_campaigns_with_their_goals_budgets_and_ad
         assert 2 <= campaign.ads.count() <= 4
     single = campaigns[demo.RELEASE].ads.values_list("promoted_item__external_id", flat=True)
     assert set(single) == {audience_demo.KPOP_SINGLE_ID}
+    # Only ads that are ranked (by exploration first) have exploring to do.
+    assert set(Ad.objects.filter(explored_at__isnull=True).values_list("name", flat=True)) == {
+        "Student discount", "Family plan", "Duo for two", "Out now: Supernova Heart", "Dance challenge",
+        "We miss you", "Your mixes are waiting", "3 months for 0.99"}
     costs = dict(Channel.objects.values_list("kind", "cost_model"))
     assert costs == {"push": "send", "banner": "cpm", "player": "cpm", "email": "send"}
 
