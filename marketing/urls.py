@@ -26,4 +26,5 @@ budget = ([path("", views.budget, name="overview")], "budget")
 api_urls = [
     path("decisions", api.DecisionCreate.as_view(), name="api-decisions"),
     path("events", api.EventBatch.as_view(), name="api-events"),
+    path("campaigns/<int:pk>/delivery-list", api.DeliveryListView.as_view(), name="api-delivery-list"),
 ]
