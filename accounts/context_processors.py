@@ -24,4 +24,6 @@ def _section(match) -> str:
         return "analytics"
     if match.namespace == "campaigns" and match.url_name in DELIVERY_PAGES:
         return "delivery"
+    if match.namespace == "campaigns" and match.url_name == "decisions":
+        return "decisions"
     return match.namespace or match.url_name

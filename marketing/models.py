@@ -311,7 +311,8 @@ class Decision(models.Model):
     created_at = models.DateTimeField()
 
     class Meta:
-        indexes = [models.Index(fields=["customer", "created_at"], name="decision_customer_time")]
+        indexes = [models.Index(fields=["customer", "created_at"], name="decision_customer_time"),
+                   models.Index(fields=["created_at"], name="decision_time")]  # the decision log, newest first
 
 
 class Event(models.Model):

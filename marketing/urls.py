@@ -18,6 +18,7 @@ campaigns = ([
     path("delivery/placements/new/", views.placement_edit, name="placement_new"),
     path("delivery/placements/<int:pk>/edit/", views.placement_edit, name="placement_edit"),
     path("delivery/placements/<int:pk>/plan/", views.plan_edit, name="plan"),
+    path("decisions/", views.decision_log, name="decisions"),
     path("simulate/", views.simulate, name="simulate"),
     path("simulate/customers/", views.simulate_customers, name="simulate_customers"),
 ], "campaigns")

@@ -10,4 +10,5 @@ from .campaign_pages import (  # noqa: F401
     cap_new,
 )
 from .dashboard import budget, dashboard  # noqa: F401
+from .decision_log import decision_log  # noqa: F401
 from .delivery_pages import channel_edit, delivery, placement_edit, plan_edit, simulate, simulate_customers  # noqa: F401

@@ -37,6 +37,7 @@ PAGES = {
     "audiences:analytics": (None, VIEWER, {"GET"}),
     "audiences:analytics_csv": (None, VIEWER, {"GET"}),
     "campaigns:list": (None, VIEWER, {"GET"}),
+    "campaigns:decisions": (None, VIEWER, {"GET"}),
     "campaigns:new": (None, WRITER, {"GET", "POST"}),
     "campaigns:detail": ("campaign", VIEWER, {"GET"}),
     "campaigns:edit": ("campaign", WRITER, {"GET", "POST"}),

@@ -1,0 +1,57 @@
+"""The decision log page: newest first, filters, the day's mix by reason, keyset pages, an empty state."""
+
+import random
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from audiences.models import Customer
+from marketing.decisions import decide
+from marketing.models import Ad, Campaign, Channel, Decision, DeliveryPlan, Placement
+
+URL = reverse("campaigns:decisions")
+
+
+@pytest.fixture
+def logged(db):
+    channel = Channel.objects.create(name="Banner", kind=Channel.Kind.BANNER)
+    home = Placement.objects.create(slug="home", name="Home banner", channel=channel)
+    Placement.objects.create(slug="push", name="Push", channel=channel)
+    campaign = Campaign.objects.create(name="Release", status=Campaign.Status.EXPLORING)
+    for name in ("single", "album"):
+        Ad.objects.create(campaign=campaign, name=name).placements.add(home)
+    DeliveryPlan.objects.create(placement=home, rest=DeliveryPlan.Rest.MODEL)
+    now = timezone.now()
+    for i in range(60):
+        decide(Customer.objects.create(external_id=f"c{i:02d}"), home, now=now - timedelta(minutes=60 - i), rng=random.Random(i))
+    Decision.objects.filter(customer__external_id="c59").update(reason="none", chosen=[])
+    return home
+
+
+def test_the_log_lists_the_newest_decisions_first_with_the_days_figures(client_for, ann, logged):
+    page = client_for(ann).get(URL)
+    assert page.status_code == 200
+    rows = page.context["rows"]
+    assert len(rows) == 50 and rows[0].customer.external_id == "c59" and rows[1].customer.external_id == "c58"
+    assert page.context["kpis"] == {"total": 60, "served": 59, "explore": pytest.approx(59 / 60), "propensity": pytest.approx(0.5)}
+    html = page.content.decode()
+    assert "Exploring" in html and "98 %" in html and "chart-reasons" in html
+    older = client_for(ann).get(URL + "?" + page.context["older"])
+    assert [r.customer.external_id for r in older.context["rows"]] == [f"c{i:02d}" for i in range(9, -1, -1)]
+    assert older.context["older"] == ""
+
+
+def test_filters_narrow_the_log_and_htmx_gets_the_table_only(client_for, ann, logged):
+    c = client_for(ann)
+    assert [r.reason for r in c.get(URL, {"reason": "none"}).context["rows"]] == ["none"]
+    assert [r.customer.external_id for r in c.get(URL, {"customer": "c07"}).context["rows"]] == ["c07"]
+    assert c.get(URL, {"placement": "push"}).context["rows"] == []
+    partial = c.get(URL, {"placement": "push"}, HTTP_HX_REQUEST="true").content.decode()
+    assert "No decision matches these filters." in partial and "<html" not in partial
+
+
+def test_an_empty_log_says_where_decisions_come_from(client_for, ann, db):
+    html = client_for(ann).get(URL).content.decode()
+    assert "No decisions yet." in html and "/api/v1/docs/" in html
