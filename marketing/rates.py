@@ -64,8 +64,10 @@ def refresh(now: datetime | None = None) -> dict:
 
 def close_exploration(ads, impressions: dict[int, int], now: datetime) -> int:
     """Mark ads whose exploration is over; a campaign whose active ads have all explored goes live."""
+    ranked = ranked_ads()
     done = [a.pk for a in ads if a.explored_at is None and (
-        impressions.get(a.pk, 0) >= a.campaign.explore_impressions
+        a.pk not in ranked  # only ads a model ranks need exploring; a targeted or priority ad has nothing to learn first
+        or impressions.get(a.pk, 0) >= a.campaign.explore_impressions
         or a.created_at <= now - timedelta(days=a.campaign.explore_days))]
     if done:
         Ad.objects.filter(pk__in=done, explored_at__isnull=True).update(explored_at=now)
@@ -73,6 +75,19 @@ def close_exploration(ads, impressions: dict[int, int], now: datetime) -> int:
     Campaign.objects.filter(status=Campaign.Status.EXPLORING, ads__isnull=False).exclude(pk__in=still).update(
         status=Campaign.Status.LIVE, updated_at=now)
     return len(done)
+
+
+def ranked_ads() -> set[int]:
+    """Ads some plan ranks by model: those of ranked rules, and everyone else's when the plan ranks them."""
+    from .models import DeliveryPlan, PlanRule
+
+    ranked = set(PlanRule.objects.filter(mode=PlanRule.Mode.RANKED).values_list("ads", flat=True))
+    for plan in DeliveryPlan.objects.filter(rest=DeliveryPlan.Rest.MODEL).prefetch_related("rest_ads", "rules__ads"):
+        named = {a.pk for a in plan.rest_ads.all()}
+        in_rules = {a.pk for r in plan.rules.all() for a in r.ads.all()}
+        ranked |= named or set(Ad.objects.filter(placements=plan.placement_id).exclude(pk__in=in_rules).values_list("pk", flat=True))
+    ranked.discard(None)
+    return ranked
 
 
 _cache: dict[frozenset, tuple[float, dict]] = {}

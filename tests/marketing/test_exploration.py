@@ -121,3 +121,19 @@ def test_simulate_explains_and_writes_nothing(world):
     if first.name == "family":
         assert [b.ad for b in why.blocked] == [world["family"].pk] and "already 1" in why.blocked[0].reason
     assert why.would_serve and why.policy.reason == "explore"
+
+
+def test_an_ad_no_plan_ranks_has_nothing_to_explore_and_does_not_hold_its_campaign_back(world):
+    from marketing.models import PlanRule
+    from audiences.models import Audience
+
+    targeted = Ad.objects.create(campaign=world["campaign"], name="targeted")
+    targeted.placements.add(world["push"])
+    fans = Audience.objects.create(name="Fans", kind=Audience.Kind.LIST)
+    rule = PlanRule.objects.create(plan=world["plan"], audience=fans, mode=PlanRule.Mode.ONE_AD)
+    rule.ads.set([targeted])
+    rates.refresh(NOW)
+    assert list(Ad.objects.exclude(explored_at=None).values_list("name", flat=True)) == ["targeted"]
+    Ad.objects.exclude(name="targeted").update(explored_at=NOW)
+    rates.refresh(NOW)
+    assert Campaign.objects.get().status == Campaign.Status.LIVE
