@@ -31,7 +31,7 @@ class DecisionRequest(serializers.Serializer):
     context = serializers.DictField(required=False, default=dict, help_text="Anything about the request (device, screen …)")
 
     def validate_customer(self, value: str) -> Customer:
-        customer = Customer.objects.filter(external_id=value).first()
+        customer = Customer.objects.select_related("persona").filter(external_id=value).first()  # its segment ranks ads
         if customer is None:
             raise serializers.ValidationError(f"no customer with external id {value!r}")
         return customer

@@ -26,6 +26,7 @@ from datetime import datetime
 from typing import Sequence
 
 from django.db import transaction
+from django.db.models import Prefetch
 from django.utils import timezone
 
 from audiences.models import AudienceMember, Customer, Persona
@@ -51,7 +52,8 @@ def route(customer: Customer, placement: Placement, now: datetime) -> Route:
     servable = {ad.pk: ad for ad in Ad.objects.servable(placement, now).select_related("campaign")}
     blocked = spend.budget_blocks({ad.campaign for ad in servable.values()}, now)
     servable = {pk: ad for pk, ad in servable.items() if ad.campaign_id not in blocked}
-    plan = DeliveryPlan.objects.filter(placement=placement).prefetch_related("rules__ads", "rules__audience", "rest_ads").first()
+    plan = (DeliveryPlan.objects.filter(placement=placement)
+            .prefetch_related(Prefetch("rules", PlanRule.objects.select_related("audience")), "rules__ads", "rest_ads").first())
     if plan is None:
         ads = sorted(servable.values(), key=lambda a: -a.priority)
         return Route(ads, "priority", None, None, blocked, ["No delivery plan: every servable ad, by priority."])
@@ -94,7 +96,12 @@ class Policy:
 
 
 def segment_of(customer: Customer) -> str:
-    return Persona.objects.filter(customer=customer).values_list("segment", flat=True).first() or ""
+    if not Customer.persona.is_cached(customer):
+        return Persona.objects.filter(customer=customer).values_list("segment", flat=True).first() or ""
+    try:  # the API loads the persona with the customer: no second query
+        return customer.persona.segment or ""
+    except Persona.DoesNotExist:
+        return ""
 
 
 def order(route_: Route, customer: Customer, rng: random.Random) -> Policy:

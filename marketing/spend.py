@@ -11,7 +11,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Iterable
 
-from django.db.models import F, Sum
+from django.db.models import F, Q, Sum
 from django.utils import timezone
 
 from .models import Campaign, CampaignSpend, Channel
@@ -38,20 +38,25 @@ def accrue(campaign_id: int, amount: Decimal, now: datetime) -> None:
     if not amount:
         return
     day = timezone.localdate(now)
+    today = CampaignSpend.objects.filter(campaign_id=campaign_id, day=day)
+    if today.update(amount=F("amount") + amount):  # the day's row exists but for the day's first serve: one statement
+        return
     CampaignSpend.objects.bulk_create([CampaignSpend(campaign_id=campaign_id, day=day)], ignore_conflicts=True)
-    CampaignSpend.objects.filter(campaign_id=campaign_id, day=day).update(amount=F("amount") + amount)
+    today.update(amount=F("amount") + amount)
 
 
 def budget_blocks(campaigns: Iterable[Campaign], now: datetime) -> dict[int, str]:
-    """Campaigns that may not serve now, with the reason (two queries, whatever the number of campaigns)."""
+    """Campaigns that may not serve now, with the reason (one query, whatever the number of campaigns)."""
     campaigns = [c for c in campaigns if c.total_budget is not None or c.daily_budget is not None]
     if not campaigns:
         return {}
     ids = [c.pk for c in campaigns]
     today = timezone.localdate(now)
-    totals = dict(CampaignSpend.objects.filter(campaign_id__in=ids).values("campaign_id").annotate(s=Sum("amount"))
-                  .values_list("campaign_id", "s"))
-    todays = dict(CampaignSpend.objects.filter(campaign_id__in=ids, day=today).values_list("campaign_id", "amount"))
+    spent = (CampaignSpend.objects.filter(campaign_id__in=ids).values("campaign_id")
+             .annotate(total=Sum("amount"), today=Sum("amount", filter=Q(day=today))).values_list("campaign_id", "total", "today"))
+    totals, todays = {}, {}
+    for campaign_id, total, spent_today in spent:
+        totals[campaign_id], todays[campaign_id] = total, spent_today
     local = timezone.localtime(now)
     start = local.replace(hour=0, minute=0, second=0, microsecond=0)
     # Seconds of the day gone plus an hour of slack, multiplied before dividing so whole budgets stay exact.
