@@ -239,6 +239,10 @@ if not DEBUG:
     SECURE_HSTS_INCLUDE_SUBDOMAINS = True
     SECURE_HSTS_PRELOAD = True
 
+# How long a process keeps a placement's delivery set-up (ads, plan, caps) before reading it again;
+# edits move a shared version in the cache, so this only bounds staleness when the cache is per process.
+DELIVERY_SETUP_SECONDS = envint("DELIVERY_SETUP_SECONDS", 5, minimum=0)
+
 # Requests per minute per API client (or signed-in user); a client's own limit overrides it.
 API_CLIENT_RATE_PER_MINUTE = envint("API_CLIENT_RATE_PER_MINUTE", 60_000, minimum=1)
 

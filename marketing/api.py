@@ -20,7 +20,7 @@ from accounts.models import ApiClient
 from accounts.permissions import ScopedAccess
 from audiences.models import Customer
 
-from . import delivery_lists
+from . import delivery_lists, setup
 from .decisions import decide
 from .models import Ad, Campaign, Decision, Event, Placement
 
@@ -37,10 +37,10 @@ class DecisionRequest(serializers.Serializer):
         return customer
 
     def validate_placement(self, value: str) -> Placement:
-        placement = Placement.objects.select_related("channel").filter(slug=value).first()
-        if placement is None:
+        found = setup.setup_for(value)  # the placement's set-up, held in-process: no query
+        if found is None:
             raise serializers.ValidationError(f"no placement {value!r}")
-        return placement
+        return found.placement
 
 
 AD_OUT = {

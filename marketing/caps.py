@@ -53,6 +53,17 @@ def caps_for(placement: Placement, ads: Iterable[Ad]) -> list[FrequencyCap]:
     ))
 
 
+def bearing(caps: Iterable[FrequencyCap], placement: Placement, ads: Iterable[Ad]) -> list[FrequencyCap]:
+    """The caps among `caps` that bear on serving these ads here (caps_for, without a query)."""
+    ads = list(ads)
+    campaigns, ad_ids = {a.campaign_id for a in ads}, {a.pk for a in ads}
+    return [c for c in caps if c.level == FrequencyCap.Level.SERVICE
+            or (c.level == FrequencyCap.Level.CHANNEL and c.channel_id == placement.channel_id)
+            or (c.level == FrequencyCap.Level.PLACEMENT and c.placement_id == placement.pk)
+            or (c.level == FrequencyCap.Level.CAMPAIGN and c.campaign_id in campaigns)
+            or (c.level == FrequencyCap.Level.AD and c.ad_id in ad_ids)]
+
+
 def _applies(cap: FrequencyCap, exposure: Exposure) -> bool:
     level = cap.level
     if level == FrequencyCap.Level.SERVICE:
@@ -152,10 +163,14 @@ def lock_blocks(first_id: int, last_id: int) -> None:
                            [LIST_LOCK_NAMESPACE, block_of(first_id), block_of(last_id)])
 
 
-@transaction.atomic
+@transaction.atomic(savepoint=False)  # part of the decision's transaction; its own savepoint would cost two round trips
 def serve(customer_id: int, placement: Placement, ranked: Sequence[Ad], *, slots: int | None = None,
-          now: datetime | None = None, decision: uuid.UUID | None = None) -> Served:
-    """Serve the best-ranked ads the caps allow and record them, exactly, however many requests race."""
+          now: datetime | None = None, decision: uuid.UUID | None = None,
+          known_caps: Sequence[FrequencyCap] | None = None) -> Served:
+    """Serve the best-ranked ads the caps allow and record them, exactly, however many requests race.
+
+    `known_caps`: the caps of the placement's set-up (setup.py), instead of a query.
+    """
     now = now or timezone.now()
     lock_block_shared(customer_id)
     try:
@@ -163,7 +178,7 @@ def serve(customer_id: int, placement: Placement, ranked: Sequence[Ad], *, slots
     except CapLock.DoesNotExist:  # the customer's first decision: make the row, racing requests make it once
         CapLock.objects.bulk_create([CapLock(customer_id=customer_id)], ignore_conflicts=True)
         CapLock.objects.select_for_update().get(customer_id=customer_id)
-    caps = caps_for(placement, ranked)
+    caps = caps_for(placement, ranked) if known_caps is None else bearing(known_caps, placement, ranked)
     taken, blocked, eligible = choose(ranked, placement, caps, history(customer_id, caps, now), now, slots or placement.slots)
     decision = decision or uuid.uuid4()
     served = ServedAd.objects.bulk_create([

@@ -26,12 +26,11 @@ from datetime import datetime
 from typing import Sequence
 
 from django.db import transaction
-from django.db.models import Prefetch
 from django.utils import timezone
 
 from audiences.models import AudienceMember, Customer, Persona
 
-from . import caps, rates, spend
+from . import caps, rates, setup, spend
 from .models import Ad, Decision, DeliveryPlan, Placement, PlanRule
 
 
@@ -45,18 +44,21 @@ class Route:
     plan: DeliveryPlan | None = None
     out_of_budget: dict[int, str] = field(default_factory=dict)  # campaign id → why
     steps: list[str] = field(default_factory=list)  # the route in words, for the simulate panel
+    caps: list | None = None  # the placement's caps from its set-up (None: caps.serve queries them)
 
 
 def route(customer: Customer, placement: Placement, now: datetime) -> Route:
     """The plan's answer for this customer, before caps (reads: the plan, servable ads, memberships)."""
-    servable = {ad.pk: ad for ad in Ad.objects.servable(placement, now).select_related("campaign")}
+    found = setup.setup_for(placement.slug)
+    if found is None:
+        return Route([], "priority", steps=["The placement no longer exists."])
+    servable = {ad.pk: ad for ad in found.servable(now)}
     blocked = spend.budget_blocks({ad.campaign for ad in servable.values()}, now)
     servable = {pk: ad for pk, ad in servable.items() if ad.campaign_id not in blocked}
-    plan = (DeliveryPlan.objects.filter(placement=placement)
-            .prefetch_related(Prefetch("rules", PlanRule.objects.select_related("audience")), "rules__ads", "rest_ads").first())
+    plan = found.plan
     if plan is None:
         ads = sorted(servable.values(), key=lambda a: -a.priority)
-        return Route(ads, "priority", None, None, blocked, ["No delivery plan: every servable ad, by priority."])
+        return Route(ads, "priority", None, None, blocked, ["No delivery plan: every servable ad, by priority."], found.caps)
     rules = list(plan.rules.all())
     member_of = set(AudienceMember.objects.filter(customer=customer, audience_id__in=[r.audience_id for r in rules])
                     .values_list("audience_id", flat=True))
@@ -71,16 +73,16 @@ def route(customer: Customer, placement: Placement, now: datetime) -> Route:
             continue
         steps.append(f"Rule {n}: in “{rule.audience.name}” → {rule.get_mode_display().lower()}.")
         return Route(ads[:1] if rule.mode == PlanRule.Mode.ONE_AD else ads,
-                     "one" if rule.mode == PlanRule.Mode.ONE_AD else "model", rule, plan, blocked, steps)
+                     "one" if rule.mode == PlanRule.Mode.ONE_AD else "model", rule, plan, blocked, steps, found.caps)
     named = [a.pk for a in plan.rest_ads.all()]
     in_rules = {a.pk for r in rules for a in r.ads.all()}
     rest = [servable[pk] for pk in named if pk in servable] if named else [a for pk, a in servable.items() if pk not in in_rules]
     steps.append(f"Everyone else: {plan.get_rest_display().lower()}.")
     if plan.rest == DeliveryPlan.Rest.NOTHING:
-        return Route([], "priority", None, plan, blocked, steps)
+        return Route([], "priority", None, plan, blocked, steps, found.caps)
     if plan.rest == DeliveryPlan.Rest.MODEL:
-        return Route(rest, "model", None, plan, blocked, steps)
-    return Route(sorted(rest, key=lambda a: -a.priority), "priority", None, plan, blocked, steps)
+        return Route(rest, "model", None, plan, blocked, steps, found.caps)
+    return Route(sorted(rest, key=lambda a: -a.priority), "priority", None, plan, blocked, steps, found.caps)
 
 
 @dataclass
@@ -149,11 +151,8 @@ def decide(customer: Customer, placement: Placement, *, context: dict | None = N
     now = now or timezone.now()
     planned = route(customer, placement, now)
     policy = order(planned, customer, rng or random.Random())
-    served = caps.serve(customer.pk, placement, policy.ordered, now=now)
+    served = caps.serve(customer.pk, placement, policy.ordered, now=now, known_caps=planned.caps)
     ads = [s.ad for s in served.ads]
-    cost = spend.cost_of_serving(placement.channel)
-    for ad in ads:
-        spend.accrue(ad.campaign_id, cost, now)
     threshold = planned.plan.fit_threshold if planned.plan else None
     eligible = served.eligible
     if policy.unfit:  # the exploring branch would have drawn from the unfit ads too: count them for the propensity
@@ -166,6 +165,10 @@ def decide(customer: Customer, placement: Placement, *, context: dict | None = N
         propensity=propensity(policy, eligible, ads[0] if ads else None, threshold),
         model_version=policy.model_version if ads else "", context=context or {},
     )
+    # Last: the day's spend row is shared by every decision of the campaign, so its row lock is held only until commit.
+    cost = spend.cost_of_serving(placement.channel)
+    for ad in ads:
+        spend.accrue(ad.campaign_id, cost, now)
     return decision, ads
 
 

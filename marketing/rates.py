@@ -72,8 +72,12 @@ def close_exploration(ads, impressions: dict[int, int], now: datetime) -> int:
     if done:
         Ad.objects.filter(pk__in=done, explored_at__isnull=True).update(explored_at=now)
     still = Ad.objects.filter(status=Ad.Status.ACTIVE, explored_at__isnull=True).values("campaign_id")
-    Campaign.objects.filter(status=Campaign.Status.EXPLORING, ads__isnull=False).exclude(pk__in=still).update(
+    went_live = Campaign.objects.filter(status=Campaign.Status.EXPLORING, ads__isnull=False).exclude(pk__in=still).update(
         status=Campaign.Status.LIVE, updated_at=now)
+    if done or went_live:
+        from .setup import changed
+
+        changed()  # decisions hold ads in their set-up cache: the ones that explored now rank by model
     return len(done)
 
 

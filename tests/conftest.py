@@ -60,6 +60,7 @@ def _eager_celery(settings, tmp_path):
     from config.celery import app
 
     settings.MEDIA_ROOT = tmp_path / "media"
+    settings.DELIVERY_SETUP_SECONDS = 0  # tests change delivery rows with .update() too; test_setup.py covers the cache
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
     yield

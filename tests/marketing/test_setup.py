@@ -1,0 +1,80 @@
+"""The placement set-up cache: read once per process, dropped when delivery rows change, few queries per decision."""
+
+import pytest
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+
+from accounts.models import ApiClient
+from audiences.models import Customer
+from marketing import setup
+from marketing.models import Ad, Campaign, Channel, DeliveryPlan, FrequencyCap, Placement
+
+
+@pytest.fixture
+def cached(db, settings):
+    settings.DELIVERY_SETUP_SECONDS = 60
+    setup._held.clear()
+    channel = Channel.objects.create(name="Banner", kind=Channel.Kind.BANNER)
+    home = Placement.objects.create(slug="home", name="Home", channel=channel)
+    campaign = Campaign.objects.create(name="Release", status=Campaign.Status.LIVE)
+    ad = Ad.objects.create(campaign=campaign, name="single")
+    ad.placements.add(home)
+    FrequencyCap.objects.create(level="service", max_count=5, window=FrequencyCap.Window.DAY)
+    DeliveryPlan.objects.create(placement=home, rest=DeliveryPlan.Rest.PRIORITY)
+    setup._held.clear()
+    yield {"home": home, "ad": ad, "campaign": campaign}
+    setup._held.clear()
+
+
+def test_the_set_up_is_read_once_and_then_served_from_memory(cached, django_assert_num_queries):
+    first = setup.setup_for("home")
+    assert [a.name for a in first.ads] == ["single"] and first.plan.rest == "priority" and len(first.caps) == 1
+    with django_assert_num_queries(0):
+        assert setup.setup_for("home") is first
+    assert setup.setup_for("nowhere") is None
+
+
+def test_a_saved_ad_plan_or_cap_drops_the_set_up_once_the_change_commits(cached, django_capture_on_commit_callbacks):
+    setup.setup_for("home")
+    with django_capture_on_commit_callbacks(execute=True):
+        cached["ad"].status = Ad.Status.PAUSED
+        cached["ad"].save()
+    assert setup.setup_for("home").ads == []
+    with django_capture_on_commit_callbacks(execute=True):
+        FrequencyCap.objects.create(level="ad", ad=cached["ad"], max_count=1)
+        cached["ad"].status = Ad.Status.ACTIVE
+        cached["ad"].save()
+    assert len(setup.setup_for("home").caps) == 2
+    with django_capture_on_commit_callbacks(execute=True):
+        DeliveryPlan.objects.get().delete()
+    assert setup.setup_for("home").plan is None
+
+
+def test_another_process_sees_the_change_through_the_shared_version(cached, django_capture_on_commit_callbacks):
+    from django.core.cache import cache
+
+    before = setup.setup_for("home")
+    held = dict(setup._held)
+    with django_capture_on_commit_callbacks(execute=True):
+        Campaign.objects.filter(pk=cached["campaign"].pk).update(status=Campaign.Status.PAUSED)
+        setup.changed()  # what code that uses .update() must do
+    setup._held.update(held)  # as if this were another process that still holds the old copy
+    assert cache.get(setup.VERSION_KEY) is not None
+    after = setup.setup_for("home")
+    assert after is not before and after.ads == []
+
+
+def test_a_decision_through_the_api_costs_few_queries_once_the_set_up_is_held(cached, client):
+    Customer.objects.create(external_id="c1")
+    token = ApiClient.issue("app", ["decisions"])[1]
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    client.post("/api/v1/decisions", {"customer": "c1", "placement": "home"}, content_type="application/json", **auth)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post("/api/v1/decisions", {"customer": "c1", "placement": "home"}, content_type="application/json", **auth)
+    assert response.status_code == 201 and response.json()["ads"][0]["ad"] == cached["ad"].pk
+    # The token, the customer with its persona, (budgets: none here), the block lock on PostgreSQL, the
+    # customer's lock row, their history, the served ads, the decision — not counting the transaction's own
+    # BEGIN / COMMIT (or, inside the test's transaction, SAVEPOINT / RELEASE).
+    statements = [q["sql"] for q in queries.captured_queries
+                  if not q["sql"].startswith(("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE"))]
+    assert len(statements) == (7 if connection.vendor == "postgresql" else 6), statements
