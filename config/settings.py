@@ -242,6 +242,8 @@ if not DEBUG:
 # How long a process keeps a placement's delivery set-up (ads, plan, caps) before reading it again;
 # edits move a shared version in the cache, so this only bounds staleness when the cache is per process.
 DELIVERY_SETUP_SECONDS = envint("DELIVERY_SETUP_SECONDS", 5, minimum=0)
+# How often a process re-reads campaign spend to stop spent budgets (0: on every decision).
+BUDGET_CHECK_SECONDS = envint("BUDGET_CHECK_SECONDS", 1, minimum=0)
 
 # Requests per minute per API client (or signed-in user); a client's own limit overrides it.
 API_CLIENT_RATE_PER_MINUTE = envint("API_CLIENT_RATE_PER_MINUTE", 60_000, minimum=1)

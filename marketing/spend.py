@@ -7,10 +7,12 @@ day gone, plus one hour's worth, so it neither stalls at midnight nor spends the
 
 from __future__ import annotations
 
+import time
 from datetime import datetime
 from decimal import Decimal
 from typing import Iterable
 
+from django.conf import settings
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
@@ -45,18 +47,39 @@ def accrue(campaign_id: int, amount: Decimal, now: datetime) -> None:
     today.update(amount=F("amount") + amount)
 
 
-def budget_blocks(campaigns: Iterable[Campaign], now: datetime) -> dict[int, str]:
-    """Campaigns that may not serve now, with the reason (one query, whatever the number of campaigns)."""
-    campaigns = [c for c in campaigns if c.total_budget is not None or c.daily_budget is not None]
-    if not campaigns:
-        return {}
-    ids = [c.pk for c in campaigns]
-    today = timezone.localdate(now)
+_spent: dict[tuple, tuple[float, dict, dict]] = {}
+
+
+def _spend_of(ids: list[int], today) -> tuple[dict, dict]:
+    """Total and today's spend per campaign, re-read at most every BUDGET_CHECK_SECONDS in a process.
+
+    Every decision of a budgeted campaign asks; one aggregate a second per process instead of one
+    per request, so a spent budget stops delivery at most that late (a second's traffic, against
+    pacing that allows an hour's).
+    """
+    ttl = settings.BUDGET_CHECK_SECONDS
+    key = (tuple(sorted(ids)), today)
+    held = _spent.get(key)
+    if ttl and held and held[0] > time.monotonic():
+        return held[1], held[2]
     spent = (CampaignSpend.objects.filter(campaign_id__in=ids).values("campaign_id")
              .annotate(total=Sum("amount"), today=Sum("amount", filter=Q(day=today))).values_list("campaign_id", "total", "today"))
     totals, todays = {}, {}
     for campaign_id, total, spent_today in spent:
         totals[campaign_id], todays[campaign_id] = total, spent_today
+    if ttl:
+        if len(_spent) > 1000:
+            _spent.clear()
+        _spent[key] = (time.monotonic() + ttl, totals, todays)
+    return totals, todays
+
+
+def budget_blocks(campaigns: Iterable[Campaign], now: datetime) -> dict[int, str]:
+    """Campaigns that may not serve now, with the reason (one query, whatever the number of campaigns)."""
+    campaigns = [c for c in campaigns if c.total_budget is not None or c.daily_budget is not None]
+    if not campaigns:
+        return {}
+    totals, todays = _spend_of([c.pk for c in campaigns], timezone.localdate(now))
     local = timezone.localtime(now)
     start = local.replace(hour=0, minute=0, second=0, microsecond=0)
     # Seconds of the day gone plus an hour of slack, multiplied before dividing so whole budgets stay exact.

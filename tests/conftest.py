@@ -61,6 +61,7 @@ def _eager_celery(settings, tmp_path):
 
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.DELIVERY_SETUP_SECONDS = 0  # tests change delivery rows with .update() too; test_setup.py covers the cache
+    settings.BUDGET_CHECK_SECONDS = 0
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
     yield
