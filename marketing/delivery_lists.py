@@ -272,7 +272,8 @@ def _reserve(campaign: Campaign, placement: Placement, key: str, after: int, siz
             reserved = len(rows)
         else:
             cursor.execute(insert, params)
-            reserved = ServedAd.objects.filter(decision=done.token).count()  # SQLite's rowcount is unreliable here
+            reserved = ServedAd.objects.filter(customer_id__gt=after, customer_id__lte=last,  # SQLite's rowcount is
+                                               decision=done.token).count()  # unreliable for INSERT … SELECT
     done.rows = reserved
     done.save(update_fields=["rows"])
     spend.accrue(campaign.pk, spend.cost_of_serving(placement.channel) * reserved, now)
