@@ -68,3 +68,19 @@ def test_clicks_cost_on_cpc_channels_once_per_event(push, client):
     for _ in range(2):  # the replay costs nothing
         client.post("/api/v1/events", events, content_type="application/json", HTTP_AUTHORIZATION=f"Bearer {token}")
     assert spent(push["campaign"]) == Decimal("1.50")
+
+
+def test_with_a_budget_check_interval_a_spent_budget_stops_delivery_within_that_interval(push, settings, monkeypatch):
+    """Spend is re-read at most every BUDGET_CHECK_SECONDS per process: a second's traffic may pass, not more."""
+    import time as clock
+
+    settings.BUDGET_CHECK_SECONDS = 1
+    spend._spent.clear()
+    Campaign.objects.filter(pk=push["campaign"].pk).update(total_budget=2)
+    now = [1000.0]
+    monkeypatch.setattr(clock, "monotonic", lambda: now[0])
+    served = [bool(decide(c, push["placement"], now=MORNING)[1]) for c in customers(4)]
+    assert served == [True, True, True, True] and spent(push["campaign"]) == 4  # the spend read at the first decision held
+    now[0] += 1.01
+    assert decide(customers(1)[0], push["placement"], now=MORNING)[1] == []  # re-read: the budget is spent
+    spend._spent.clear()
