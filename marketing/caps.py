@@ -118,14 +118,20 @@ def history(customer_id: int, caps: Sequence[FrequencyCap], now: datetime) -> li
     """What the customer was served that any of these caps can count (only as far back as they look)."""
     if not caps:
         return []
-    windows = [cap.window for cap in caps if cap.max_count] + [cap.min_gap_seconds for cap in caps if cap.min_gap_seconds]
+    windows = [cap.window for cap in caps if cap.max_count and cap.window] + [cap.min_gap_seconds for cap in caps if cap.min_gap_seconds]
+    lifetime = [cap for cap in caps if cap.max_count and not cap.window]
     # Plain SQL: on the decision path the ORM's query building cost more than the query.
     sql = (f"SELECT ad_id, campaign_id, placement_id, channel_id, served_at FROM {ServedAd._meta.db_table} "
            "WHERE customer_id = %s")
     params: list = [customer_id]
-    if windows and 0 not in windows:
-        sql += " AND served_at > %s"
-        params.append(now - timedelta(seconds=max(windows)))
+    if not any(cap.level == FrequencyCap.Level.SERVICE for cap in lifetime):
+        # Only as far back as the longest window, plus all-time rows at the levels a lifetime cap counts.
+        wanted = ["served_at > %s"] if windows else []
+        params += [now - timedelta(seconds=max(windows))] if windows else []
+        for cap in lifetime:
+            wanted.append(f"{cap.level}_id = %s")
+            params.append(getattr(cap, f"{cap.level}_id"))
+        sql += f" AND ({' OR '.join(wanted)})"
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         rows = cursor.fetchall()

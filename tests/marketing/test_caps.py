@@ -65,6 +65,19 @@ def test_a_lifetime_cap_counts_everything_ever_served(setup):
     assert taken == [] and "in a lifetime" in blocked[0].reason
 
 
+def test_the_history_read_reaches_back_only_as_far_as_the_caps_look(setup):
+    """A lifetime ad cap needs that ad's whole history, not everything the customer was ever served."""
+    lifetime = cap(level="ad", ad=setup["kpop-a"], max_count=3, window=FrequencyCap.Window.LIFETIME)
+    daily = cap(level="service", max_count=10, window=FrequencyCap.Window.DAY)
+    served(setup, "kpop-a", "notify", NOW - timedelta(days=400))
+    served(setup, "upsell-a", "notify", NOW - timedelta(days=300))  # no cap looks this far back for it
+    served(setup, "upsell-b", "home", NOW - timedelta(hours=2))
+    seen = caps.history(setup["customer"].pk, [lifetime, daily], NOW)
+    assert sorted(e.ad for e in seen) == sorted([setup["kpop-a"].pk, setup["upsell-b"].pk])
+    service_lifetime = cap(level="service", max_count=100, window=FrequencyCap.Window.LIFETIME)
+    assert len(caps.history(setup["customer"].pk, [lifetime, service_lifetime], NOW)) == 3
+
+
 def test_a_minimum_gap_between_pushes(setup):
     cap(level="channel", channel=setup["push"], min_gap_seconds=4 * 3600)
     served(setup, "upsell-a", "notify", NOW - timedelta(hours=3))
