@@ -1,4 +1,4 @@
-"""Background job progress (and, later, the model registry).
+"""Background job progress and the model registry.
 
 Every long Celery task owns one Job row. The task reports progress with cheap
 UPDATEs so the Jobs page can poll it; the row outlives the worker, so a crash
@@ -12,7 +12,7 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.db import models, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
 
@@ -128,3 +128,69 @@ def running(job_id: int):
         job.progress = 1.0
         job.finished_at = timezone.now()
         job.save(update_fields=["status", "progress", "message", "result", "finished_at"])
+
+
+class ModelVersionQuerySet(models.QuerySet):
+    def champions(self):
+        """The versions that serve now: at most one per key."""
+        return self.filter(status=ModelVersion.Status.CHAMPION)
+
+    def candidates(self):
+        """Trained and registered, waiting for the gate or an operator to promote them."""
+        return self.filter(status=ModelVersion.Status.CANDIDATE)
+
+
+class ModelVersion(models.Model):
+    """One trained model for one subject, with its metrics and where its artefact lies.
+
+    The subject is a free `key` ("campaign:12", "lookalike:3") plus optional plain ids, not
+    foreign keys: ml stays below marketing and audiences. `artefact` is relative to
+    `ml.registry.model_dir()`, so the directory can move between machines.
+    """
+
+    class Kind(models.TextChoices):
+        XGBOOST = "xgboost", "XGBoost"
+        LOGISTIC = "logistic", "Logistic regression"
+        GBDT_LR = "gbdt_lr", "GBDT + LR"
+        FTRL = "ftrl", "FTRL-Proximal"
+
+    class Status(models.TextChoices):
+        CANDIDATE = "candidate", "Candidate"
+        CHAMPION = "champion", "Champion"
+        RETIRED = "retired", "Retired"
+
+    key = models.CharField(max_length=100, db_index=True, help_text='What the model is for, e.g. "campaign:12"')
+    campaign_id = models.PositiveIntegerField(null=True, blank=True)
+    ad_id = models.PositiveIntegerField(null=True, blank=True)
+    audience_id = models.PositiveIntegerField(null=True, blank=True)
+    kind = models.CharField(max_length=20, choices=Kind.choices)
+    version = models.PositiveIntegerField(help_text="1, 2, 3 … per key")
+    status = models.CharField(max_length=12, choices=Status.choices, default=Status.CANDIDATE, db_index=True)
+    metrics = models.JSONField(default=dict, blank=True, help_text="auc, log_loss, rmse, calibration …")
+    features = models.JSONField(default=list, blank=True, help_text='[{"name": …, "importance": …}], most important first')
+    artefact = models.CharField(max_length=300, help_text="Path under the model directory")
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
+    trained_on = models.JSONField(default=dict, blank=True, help_text="rows, window …")
+    created_at = models.DateTimeField(auto_now_add=True)
+    promoted_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+    rolled_back_at = models.DateTimeField(null=True, blank=True, help_text="Withdrawn by a roll back: never rolled back to")
+    notes = models.TextField(blank=True)
+    history = models.JSONField(default=list, blank=True, help_text='[{"action": …, "by": …, "at": …}]')
+
+    objects = ModelVersionQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["key", "-version"]
+        constraints = [
+            models.UniqueConstraint(fields=["key", "version"], name="ml_modelversion_key_version"),
+            # Serving loads "the" champion of a key: two would make the choice arbitrary.
+            models.UniqueConstraint(fields=["key"], condition=Q(status="champion"), name="ml_modelversion_one_champion_per_key"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.key} v{self.version} ({self.status})"
+
+    @property
+    def badge(self) -> str:
+        return {self.Status.CHAMPION: "success", self.Status.CANDIDATE: "info"}.get(self.status, "secondary")

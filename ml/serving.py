@@ -1,0 +1,121 @@
+"""The champion model of a key, loaded once per process and reloaded when the champion changes.
+
+A process asks the database which version is champion at most once every CHECK_SECONDS
+per key (one indexed query), so a promotion made by another process (the web, a worker)
+is picked up within that time whatever the cache backend; in the process that promoted,
+the registry calls `forget` after commit and the change is seen at once.
+
+Heavy libraries (xgboost, sklearn through pickle) are imported only when a model loads.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+CHECK_SECONDS = 1.0
+
+
+class UnknownKind(LookupError):
+    """No loader is registered for a model version's kind."""
+
+
+def _load_pickle(path: Path) -> Any:
+    # Only files the registry wrote under the model directory are loaded; pickle is trusted here.
+    with open(path, "rb") as f:
+        return pickle.load(f)
+
+
+def _load_xgboost(path: Path) -> Any:
+    if path.suffix == ".pkl":
+        return _load_pickle(path)
+    import xgboost
+
+    booster = xgboost.Booster()
+    booster.load_model(str(path))
+    return booster
+
+
+def _load_ftrl(path: Path) -> Any:
+    from .ftrl import FTRL
+
+    return FTRL.from_bytes(path.read_bytes())
+
+
+LOADERS: dict[str, Callable[[Path], Any]] = {
+    "logistic": _load_pickle,
+    "gbdt_lr": _load_pickle,
+    "xgboost": _load_xgboost,
+    "ftrl": _load_ftrl,
+}
+
+
+def load(kind: str, path: Path) -> Any:
+    """Load one artefact with the loader for its kind."""
+    try:
+        loader = LOADERS[kind]
+    except KeyError:
+        raise UnknownKind(f"No loader for model kind {kind!r}; known kinds: {', '.join(sorted(LOADERS))}") from None
+    return loader(path)
+
+
+@dataclass
+class _Loaded:
+    version_id: int | None
+    model: Any
+    checked_at: float
+
+
+_loaded: dict[str, _Loaded] = {}
+_lock = threading.Lock()
+
+
+def _champion_id(key: str) -> int | None:
+    from .models import ModelVersion
+
+    return ModelVersion.objects.champions().filter(key=key).values_list("pk", flat=True).first()
+
+
+def champion(key: str) -> Any | None:
+    """The loaded champion model of `key`, or None when the key has no champion yet."""
+    entry = _loaded.get(key)
+    now = time.monotonic()
+    if entry is not None and now - entry.checked_at < CHECK_SECONDS:
+        return entry.model
+    version_id = _champion_id(key)
+    if entry is not None and entry.version_id == version_id:
+        entry.checked_at = now
+        return entry.model
+    with _lock:  # one thread loads; the others wait for it rather than load the same file
+        entry = _loaded.get(key)
+        if entry is not None and entry.version_id == version_id:
+            return entry.model
+        model = None
+        if version_id is not None:
+            from .models import ModelVersion
+            from .registry import artefact_path
+
+            version = ModelVersion.objects.get(pk=version_id)
+            model = load(version.kind, artefact_path(version))
+        _loaded[key] = _Loaded(version_id, model, time.monotonic())
+        return model
+
+
+def champion_version_id(key: str) -> int | None:
+    """The id of the version `champion(key)` last returned (for logging which model decided)."""
+    entry = _loaded.get(key)
+    return entry.version_id if entry else None
+
+
+def forget(key: str | None = None) -> None:
+    """Drop the loaded model of `key` (all keys when None): the next `champion` call reloads."""
+    with _lock:
+        if key is None:
+            _loaded.clear()
+        else:
+            _loaded.pop(key, None)
