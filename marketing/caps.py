@@ -152,7 +152,7 @@ class Served:
 # Delivery lists reserve caps for thousands of customers at once. Instead of locking each one's
 # CapLock row (a write per customer), a batch takes an exclusive advisory lock on each block of
 # 65,536 customer ids it covers, and every decision takes the shared lock of its customer's block
-# before its CapLock row: a decision and a batch for the same customer never overlap, decisions
+# before its CapLock row (_lock_customer): a decision and a batch for the same customer never overlap, decisions
 # among themselves still queue only per customer, and batches lock blocks in ascending order so
 # they cannot deadlock. (SQLite has one writer at a time: nothing to do.)
 LIST_LOCK_NAMESPACE = 0x456E63  # "Enc"
@@ -163,19 +163,29 @@ def block_of(customer_id: int) -> int:
     return customer_id >> LIST_LOCK_SHIFT
 
 
-def lock_block_shared(customer_id: int) -> None:
-    """A decision's side of the list lock (see above)."""
-    if connection.vendor == "postgresql":
-        with connection.cursor() as cursor:
-            cursor.execute("SELECT pg_advisory_xact_lock_shared(%s, %s)", [LIST_LOCK_NAMESPACE, block_of(customer_id)])
-
-
 def lock_blocks(first_id: int, last_id: int) -> None:
     """A delivery-list batch's side: every block from the first customer's to the last's, exclusively, in order."""
     if connection.vendor == "postgresql":
         with connection.cursor() as cursor:
             cursor.execute("SELECT pg_advisory_xact_lock(%s, b::int) FROM (SELECT generate_series(%s, %s) AS b ORDER BY b) t",
                            [LIST_LOCK_NAMESPACE, block_of(first_id), block_of(last_id)])
+
+
+def _lock_customer(customer_id: int) -> None:
+    """The shared list-lock of the customer's block, then their CapLock row (made on their first decision)."""
+    if connection.vendor != "postgresql":  # SQLite has one writer at a time: the row only records the customer
+        if not CapLock.objects.filter(customer_id=customer_id).exists():
+            CapLock.objects.bulk_create([CapLock(customer_id=customer_id)], ignore_conflicts=True)
+        return
+    table = CapLock._meta.db_table
+    with connection.cursor() as cursor:
+        # One round trip: the block lock is taken first (the select list is evaluated in order), then the row lock.
+        cursor.execute(f"SELECT pg_advisory_xact_lock_shared(%s, %s), "
+                       f"(SELECT customer_id FROM {table} WHERE customer_id = %s FOR UPDATE)",
+                       [LIST_LOCK_NAMESPACE, block_of(customer_id), customer_id])
+        if cursor.fetchone()[1] is None:  # the customer's first decision: make the row, racing requests make it once
+            cursor.execute(f"INSERT INTO {table} (customer_id) VALUES (%s) ON CONFLICT DO NOTHING", [customer_id])
+            cursor.execute(f"SELECT customer_id FROM {table} WHERE customer_id = %s FOR UPDATE", [customer_id])
 
 
 @transaction.atomic(savepoint=False)  # part of the decision's transaction; its own savepoint would cost two round trips
@@ -187,12 +197,7 @@ def serve(customer_id: int, placement: Placement, ranked: Sequence[Ad], *, slots
     `known_caps`: the caps of the placement's set-up (setup.py), instead of a query.
     """
     now = now or timezone.now()
-    lock_block_shared(customer_id)
-    try:
-        CapLock.objects.select_for_update().get(customer_id=customer_id)
-    except CapLock.DoesNotExist:  # the customer's first decision: make the row, racing requests make it once
-        CapLock.objects.bulk_create([CapLock(customer_id=customer_id)], ignore_conflicts=True)
-        CapLock.objects.select_for_update().get(customer_id=customer_id)
+    _lock_customer(customer_id)
     caps = caps_for(placement, ranked) if known_caps is None else bearing(known_caps, placement, ranked)
     taken, blocked, eligible = choose(ranked, placement, caps, history(customer_id, caps, now), now, slots or placement.slots)
     decision = decision or uuid.uuid4()
