@@ -1,13 +1,18 @@
 from __future__ import annotations
 
+from datetime import datetime
+from itertools import groupby
+
+from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
-from django.shortcuts import get_object_or_404, render
-from django.views.decorators.http import require_GET
+from django.db.models import Count, Max, Q
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_POST
 
-from accounts.access import viewer_required
+from accounts.access import viewer_required, writer_required
 
-from .models import Job
+from . import registry
+from .models import Job, ModelVersion
 
 
 @require_GET
@@ -48,7 +53,76 @@ def job_detail(request, pk: int):
     return render(request, "ml/job_detail.html", context)
 
 
+METRICS = [("auc", "AUC", 3), ("log_loss", "Log loss", 3), ("rmse", "RMSE", 3), ("calibration", "Calibration", 3)]
+
+
+def _metric_rows(metrics: dict) -> list[tuple[str, object]]:
+    """Known metrics first, in a fixed order, then any other numbers the trainer recorded."""
+    known = [(label, metrics[name]) for name, label, _ in METRICS if name in metrics]
+    others = [(name, value) for name, value in metrics.items() if name not in {m[0] for m in METRICS}]
+    return known + others
+
+
 @require_GET
 @viewer_required
 def model_list(request):
-    return render(request, "ml/model_list.html", {"jobs": Job.objects.filter(kind="personas")[:5]})
+    versions = list(ModelVersion.objects.order_by("key", "-version"))
+    for v in versions:
+        v.metric_cells = [v.metrics.get(name) for name, _, _ in METRICS]
+    keys = [{"key": key, "versions": list(rows)} for key, rows in groupby(versions, key=lambda v: v.key)]
+    for group in keys:
+        group["champion"] = next((v for v in group["versions"] if v.status == ModelVersion.Status.CHAMPION), None)
+    counts = ModelVersion.objects.aggregate(
+        champions=Count("id", filter=Q(status=ModelVersion.Status.CHAMPION)),
+        candidates=Count("id", filter=Q(status=ModelVersion.Status.CANDIDATE)),
+        last_trained=Max("created_at"),
+    )
+    return render(request, "ml/model_list.html", {"keys": keys, "counts": counts, "metric_names": METRICS})
+
+
+@require_GET
+@viewer_required
+def model_detail(request, pk: int):
+    version = get_object_or_404(ModelVersion.objects.select_related("parent"), pk=pk)
+    features = sorted(version.features, key=lambda f: -float(f.get("importance") or 0))[:25]
+    chart = {
+        "type": "bar",
+        "data": {"labels": [f.get("name", "?") for f in features],
+                 "datasets": [{"label": "Importance", "data": [round(float(f.get("importance") or 0), 4) for f in features]}]},
+        "options": {"indexAxis": "y", "scales": {"x": {"beginAtZero": True, "title": {"display": True, "text": "importance"}}}},
+    }
+    siblings = ModelVersion.objects.filter(key=version.key)
+    can_roll_back = version.status == ModelVersion.Status.CHAMPION and siblings.filter(
+        status=ModelVersion.Status.RETIRED, promoted_at__isnull=False, rolled_back_at__isnull=True).exists()
+    return render(request, "ml/model_detail.html", {
+        "version": version, "metrics": _metric_rows(version.metrics), "features": features, "chart": chart,
+        "children": version.children.order_by("version"), "path": registry.artefact_path(version),
+        "champion": siblings.champions().first(), "can_roll_back": can_roll_back,
+        "history": [{**e, "at": datetime.fromisoformat(e["at"])} for e in reversed(version.history) if e.get("at")],
+    })
+
+
+@require_POST
+@writer_required
+def model_promote(request, pk: int):
+    version = get_object_or_404(ModelVersion, pk=pk)
+    try:
+        registry.promote(version, by=request.user)
+    except registry.Refused as exc:
+        messages.error(request, str(exc))
+    else:
+        messages.success(request, f"Version {version.version} of {version.key} is now the champion.")
+    return redirect("models:detail", pk=version.pk)
+
+
+@require_POST
+@writer_required
+def model_roll_back(request, pk: int):
+    version = get_object_or_404(ModelVersion, pk=pk)
+    try:
+        restored = registry.roll_back(version.key, by=request.user)
+    except registry.Refused as exc:
+        messages.error(request, str(exc))
+        return redirect("models:detail", pk=version.pk)
+    messages.success(request, f"Rolled back: version {restored.version} of {restored.key} is the champion again.")
+    return redirect("models:detail", pk=restored.pk)

@@ -9,7 +9,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
 from audiences.models import Audience, Customer, DataImport, Lookalike
 from marketing.models import Ad, Campaign, Channel, FrequencyCap, Placement
-from ml.models import Job
+from ml.models import Job, ModelVersion
 
 # name: (kwargs builder key, least role for GET, methods allowed)
 VIEWER, WRITER, ADMIN = "viewer", "writer", "admin"
@@ -58,6 +58,9 @@ PAGES = {
     "jobs:list": (None, VIEWER, {"GET"}),
     "jobs:detail": ("job", VIEWER, {"GET"}),
     "models:list": (None, VIEWER, {"GET"}),
+    "models:detail": ("model", VIEWER, {"GET"}),
+    "models:promote": ("model", WRITER, {"POST"}),
+    "models:roll_back": ("model", WRITER, {"POST"}),
     "team:overview": (None, ADMIN, {"GET"}),
     "team:user_new": (None, ADMIN, {"GET", "POST"}),
     "team:user_edit": ("user", ADMIN, {"GET", "POST"}),
@@ -94,6 +97,7 @@ def objects(alice, mark):
     customer = Customer.objects.create(external_id="c-1")
     data_import = DataImport.objects.create(kind="customers", original_name="x.csv", file_format="csv", file="imports/x.csv")
     job = Job.objects.create(kind="test", title="A job")
+    model = ModelVersion.objects.create(key="campaign:1", kind=ModelVersion.Kind.LOGISTIC, version=1, artefact="campaign-1/a.pkl")
     client, _ = ApiClient.issue("crm", ["customers:read"])
     audience = Audience.objects.create(name="Everyone south", rule={"field": "region", "op": "eq", "value": "south"})
     lookalike = Audience.objects.create(name="Like the south", kind=Audience.Kind.LOOKALIKE)
@@ -105,7 +109,7 @@ def objects(alice, mark):
     cap = FrequencyCap.objects.create(level=FrequencyCap.Level.CAMPAIGN, campaign=campaign, max_count=2)
     delivery = {"channel": channel.pk, "placement": placement.pk, "campaign": campaign.pk, "ad": ad.pk, "cap": cap.pk,
                 "ad_new": {"campaign_pk": campaign.pk}}
-    return {**delivery, "customer": customer.pk, "import": data_import.pk, "job": job.pk, "user": mark.pk, "client": client.pk,
+    return {**delivery, "customer": customer.pk, "import": data_import.pk, "job": job.pk, "model": model.pk, "user": mark.pk, "client": client.pk,
             "audience": audience.pk, "lookalike": lookalike.pk, "why": {"pk": audience.pk, "customer_pk": customer.pk}}
 
 
