@@ -51,6 +51,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timezone as dt_timezone
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -60,7 +61,9 @@ from audiences.models import Customer
 
 from .models import Ad, Campaign, Channel, Decision, Event, Placement
 
-DEFAULT_DATA_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "open-bandit-dataset"
+# The shared data sets lie beside the checkout (../shared/data); ENCORE_SHARED_DATA names them elsewhere.
+DEFAULT_DATA_DIR = Path(os.environ.get("ENCORE_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data") \
+    / "open-bandit-dataset"
 CHANNEL_NAME = "Open Bandit Dataset (ZOZOTOWN)"
 POSITIONS = (1, 2, 3)  # left, center, right of the recommendation widget
 POLICIES = {"random": "random", "bts": "BTS"}  # file folder -> campaign label
