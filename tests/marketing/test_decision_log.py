@@ -38,7 +38,9 @@ def test_the_log_lists_the_newest_decisions_first_with_the_days_figures(client_f
     assert page.context["kpis"] == {"total": 60, "served": 59, "explore": pytest.approx(59 / 60), "propensity": pytest.approx(0.5)}
     html = page.content.decode()
     assert "Exploring" in html and "98 %" in html and "chart-reasons" in html
+    assert 'hx-trigger="every 10s' in html  # the newest page follows the traffic
     older = client_for(ann).get(URL + "?" + page.context["older"])
+    assert 'hx-trigger="every 10s' not in older.content.decode()  # an older page stays put
     assert [r.customer.external_id for r in older.context["rows"]] == [f"c{i:02d}" for i in range(9, -1, -1)]
     assert older.context["older"] == ""
 
