@@ -648,16 +648,26 @@ def csv_rows(query: AnalyticsQuery) -> Iterator[list]:
         yield [d.csv_value(k) for d, k in zip(dims, row.keys)] + ["" if v is None else v for v in row.values.values()]
 
 
-def csv_lines(query: AnalyticsQuery) -> Iterator[str]:
-    """csv_rows as CSV text, line by line (for a streaming response); text that a spreadsheet would run
-    as a formula (=, +, -, @, tab or carriage return first) is quoted with a leading apostrophe."""
-    class Line:
-        def write(self, text: str) -> str:
-            return text
+def spreadsheet_safe(value):
+    """Text a spreadsheet would run as a formula (=, +, -, @, tab or carriage return first) gets a leading apostrophe."""
+    return "'" + value if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
 
-    writer = csv.writer(Line())
+
+class _Line:
+    def write(self, text: str) -> str:
+        return text
+
+
+def csv_writer():
+    """A csv writer whose writerow returns the line instead of writing it (for streaming responses)."""
+    return csv.writer(_Line())
+
+
+def csv_lines(query: AnalyticsQuery) -> Iterator[str]:
+    """csv_rows as CSV text, line by line (for a streaming response), spreadsheet-safe."""
+    writer = csv_writer()
     for row in csv_rows(query):
-        yield writer.writerow(["'" + v if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") else v for v in row])
+        yield writer.writerow([spreadsheet_safe(v) for v in row])
 
 
 # --- the page's form --------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from rest_framework.views import APIView
 
 from accounts.models import ApiClient
 from accounts.permissions import ScopedAccess
+from audiences.analytics import csv_writer, spreadsheet_safe
 from audiences.models import Customer
 
 from . import delivery_lists, setup
@@ -236,15 +237,11 @@ class DeliveryListView(APIView):
 
 
 def _csv(rows):
-    yield "customer,ad,batch,cursor\n"
+    writer = csv_writer()
+    yield writer.writerow(["customer", "ad", "batch", "cursor"])
     chunk = []
     for r in rows:
-        customer = r.customer
-        if customer[:1] in "=+-@\t\r":  # a spreadsheet would run it as a formula
-            customer = "'" + customer
-        if "," in customer or '"' in customer or "\n" in customer:
-            customer = '"' + customer.replace('"', '""') + '"'
-        chunk.append(f"{customer},{r.ad},{r.batch},{r.cursor}\n")
+        chunk.append(writer.writerow([spreadsheet_safe(r.customer), r.ad, r.batch, r.cursor]))
         if len(chunk) == 5000:
             yield "".join(chunk)
             chunk = []

@@ -74,9 +74,7 @@ def route(customer: Customer, placement: Placement, now: datetime) -> Route:
         steps.append(f"Rule {n}: in “{rule.audience.name}” → {rule.get_mode_display().lower()}.")
         return Route(ads[:1] if rule.mode == PlanRule.Mode.ONE_AD else ads,
                      "one" if rule.mode == PlanRule.Mode.ONE_AD else "model", rule, plan, blocked, steps, found.caps)
-    named = [a.pk for a in plan.rest_ads.all()]
-    in_rules = {a.pk for r in rules for a in r.ads.all()}
-    rest = [servable[pk] for pk in named if pk in servable] if named else [a for pk, a in servable.items() if pk not in in_rules]
+    rest = plan.rest_pool(servable)
     steps.append(f"Everyone else: {plan.get_rest_display().lower()}.")
     if plan.rest == DeliveryPlan.Rest.NOTHING:
         return Route([], "priority", None, plan, blocked, steps, found.caps)
@@ -156,7 +154,7 @@ def decide(customer: Customer, placement: Placement, *, context: dict | None = N
     threshold = planned.plan.fit_threshold if planned.plan else None
     eligible = served.eligible
     if policy.unfit:  # the exploring branch would have drawn from the unfit ads too: count them for the propensity
-        found = caps.caps_for(placement, planned.ads)
+        found = caps.bearing(planned.caps, placement, planned.ads) if planned.caps is not None else caps.caps_for(placement, planned.ads)
         eligible = caps.choose(planned.ads, placement, found, caps.history(customer.pk, found, now), now, placement.slots)[2]
     decision = Decision.objects.create(
         id=served.decision, customer=customer, placement=placement, rule=planned.rule, created_at=now,
@@ -190,7 +188,7 @@ def simulate(customer: Customer, placement: Placement, *, now: datetime | None =
     now = now or timezone.now()
     planned = route(customer, placement, now)
     policy = order(planned, customer, rng or random.Random(0))
-    found = caps.caps_for(placement, policy.ordered)
+    found = caps.bearing(planned.caps, placement, policy.ordered) if planned.caps is not None else caps.caps_for(placement, policy.ordered)
     taken, blocked, eligible = caps.choose(policy.ordered, placement, found, caps.history(customer.pk, found, now), now,
                                            placement.slots)
     return Why(customer, placement, planned, policy, taken, eligible, blocked)

@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from audiences.models import AudienceMember, Customer, Persona, Segment
 
-from . import caps, rates, spend
+from . import caps, rates, setup, spend
 from .models import Ad, CampaignSpend, Campaign, DeliveryBatch, DeliveryPlan, FrequencyCap, Placement, PlanRule, ServedAd
 
 MAX_BATCH = 50_000
@@ -112,9 +112,12 @@ def _member(audience_id: int, params: list) -> str:
 
 def targeting(campaign: Campaign, placement: Placement, key: str, now: datetime) -> tuple[str, list]:
     """SQL for each customer's ad of this campaign on this placement (NULL: not on the list), and its params."""
-    servable = {a.pk: a for a in Ad.objects.servable(placement, now).select_related("campaign")}
+    found = setup.setup_for(placement.slug)
+    servable = {a.pk: a for a in found.servable(now)} if found else {}
+    blocked = spend.budget_blocks({a.campaign for a in servable.values()}, now)  # as route(): they pass to the next rule
+    servable = {pk: a for pk, a in servable.items() if a.campaign_id not in blocked}
     mine = {pk: a for pk, a in servable.items() if a.campaign_id == campaign.pk}
-    plan = DeliveryPlan.objects.filter(placement=placement).prefetch_related("rules__ads", "rest_ads").first()
+    plan = found.plan if found else None
     params: list = []
     if plan is None:
         return _choice(sorted(mine.values(), key=lambda a: -a.priority), "priority", None, key, params) or "NULL", params
@@ -131,10 +134,7 @@ def targeting(campaign: Campaign, placement: Placement, key: str, now: datetime)
     if plan.rest == DeliveryPlan.Rest.NOTHING:
         rest = None
     else:
-        named = [a.pk for a in plan.rest_ads.all()]
-        in_rules = {a.pk for r in plan.rules.all() for a in r.ads.all()}
-        pool = [servable[pk] for pk in named if pk in servable] if named else [a for pk, a in servable.items() if pk not in in_rules]
-        own = [a for a in pool if a.campaign_id == campaign.pk]
+        own = [a for a in plan.rest_pool(servable) if a.campaign_id == campaign.pk]
         rest = _choice(own, "model" if plan.rest == DeliveryPlan.Rest.MODEL else "priority", plan, key, params)
     sql = f"CASE {' '.join(whens)} ELSE {rest or 'NULL'} END" if whens else (rest or "NULL")
     return sql, params
@@ -242,8 +242,8 @@ def _reserve(campaign: Campaign, placement: Placement, key: str, after: int, siz
         return None, None
     done = DeliveryBatch.objects.create(campaign=campaign, placement=placement, key=key, after=after, last=last,
                                         size=size, created_at=now)
-    ads = list(Ad.objects.filter(campaign=campaign, placements=placement))
-    found = caps.caps_for(placement, ads)
+    held = setup.setup_for(placement.slug)
+    found = caps.bearing(held.caps, placement, [a for a in held.ads if a.campaign_id == campaign.pk]) if held else []
     cap_params: list = []
     aggregates, allowed = _cap_filter(found, now, cap_params)
     windows = [c.window for c in found if c.max_count] + [c.min_gap_seconds for c in found if c.min_gap_seconds]

@@ -199,8 +199,10 @@ class FrequencyCap(models.Model):
         if self.max_count:
             parts.append(f"{self.max_count} {self.get_window_display()}")
         if self.min_gap_seconds:
-            parts.append(f"{self.min_gap_seconds} s apart")
-        return f"{self.get_level_display()} {self.target or ''}: {', '.join(parts)}".replace("  ", " ")
+            gap = self.min_gap_seconds
+            parts.append(f"{gap // 3600} h apart" if gap % 3600 == 0 else f"{gap // 60} min apart" if gap % 60 == 0 else f"{gap} s apart")
+        target = f" {self.target}" if self.target else ""
+        return f"{self.get_level_display()}{target}: {', '.join(parts)}"
 
     @property
     def target(self):
@@ -273,6 +275,18 @@ class DeliveryPlan(models.Model):
 
     def __str__(self) -> str:
         return f"plan of {self.placement}"
+
+    def rest_pool(self, servable: dict[int, "Ad"]) -> list["Ad"]:
+        """The ads everyone else may get: those named (that are servable), or else every servable ad no rule uses.
+
+        The one definition the decision engine, delivery lists and the end of exploration share
+        (rules and their ads are expected prefetched).
+        """
+        named = [a.pk for a in self.rest_ads.all()]
+        if named:
+            return [servable[pk] for pk in named if pk in servable]
+        in_rules = {a.pk for r in self.rules.all() for a in r.ads.all()}
+        return [ad for pk, ad in servable.items() if pk not in in_rules]
 
 
 class PlanRule(models.Model):

@@ -87,9 +87,7 @@ def ranked_ads() -> set[int]:
 
     ranked = set(PlanRule.objects.filter(mode=PlanRule.Mode.RANKED).values_list("ads", flat=True))
     for plan in DeliveryPlan.objects.filter(rest=DeliveryPlan.Rest.MODEL).prefetch_related("rest_ads", "rules__ads"):
-        named = {a.pk for a in plan.rest_ads.all()}
-        in_rules = {a.pk for r in plan.rules.all() for a in r.ads.all()}
-        ranked |= named or set(Ad.objects.filter(placements=plan.placement_id).exclude(pk__in=in_rules).values_list("pk", flat=True))
+        ranked |= {a.pk for a in plan.rest_pool({a.pk: a for a in Ad.objects.filter(placements=plan.placement_id)})}
     ranked.discard(None)
     return ranked
 
