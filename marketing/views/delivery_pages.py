@@ -36,8 +36,8 @@ def plan_summary(plan: DeliveryPlan) -> list[str]:
     lines = []
     for n, rule in enumerate(plan.rules.all(), 1):
         ads = ", ".join(a.name for a in rule.ads.all())
-        gets = f"gets {ads}" if rule.mode == "one" else f"gets {ads}, ranked by model"
-        lines.append(f"{n}. {rule.audience.name} {gets}")
+        gets = ads if rule.mode == "one" else f"{ads}, ranked by model"
+        lines.append(f"{n}. {rule.audience.name} → {gets}")
     rest = {"priority": "by priority", "model": "ranked by model", "nothing": "nothing"}[plan.rest]
     named = ", ".join(a.name for a in plan.rest_ads.all())
     lines.append(f"Everyone else: {named + ' ' if named and plan.rest != 'nothing' else ''}{rest}")

@@ -325,7 +325,7 @@ def test_adding_a_rule_row_saves_nothing_and_shows_one_more_row(as_mark, shop):
 def test_the_overview_describes_each_plan_in_words(as_mark, shop):
     save_plan(as_mark, shop, [(shop["fans"], "ranked", ["album", "tour"])], "model", rest_ads=["single"])
     page = text(as_mark.get(reverse("campaigns:delivery")))
-    assert "1. K-pop fans gets album, tour, ranked by model" in page and "Everyone else: single ranked by model" in page
+    assert "1. K-pop fans → album, tour, ranked by model" in page and "Everyone else: single ranked by model" in page
 
 
 # Simulate
