@@ -31,6 +31,7 @@ the bins an operator reads are the bins the model was trained on.
 
 from __future__ import annotations
 
+import bisect
 import re
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -328,3 +329,109 @@ def _as_text(values: pd.Series) -> pd.Series:
 def _labels(values: pd.Series) -> pd.Series:
     """Category labels as text, with missing and blank values as the MISSING category."""
     return _as_text(values).fillna(MISSING)
+
+
+class RowEncoder:
+    """A fitted transform compiled for scoring a few rows at a time, as the decision engine does.
+
+    `FeatureTransform.transform` goes through pandas and scikit-learn, about 25 ms whatever
+    the number of rows; serving scores a handful of ads per request with a budget of a few
+    milliseconds. This encoder reads the fitted edges, categories and vocabularies once and
+    then encodes plain dicts with dictionary look-ups: the same columns, the same values
+    (a test compares it with `transform` on random frames).
+    """
+
+    def __init__(self, transform: FeatureTransform) -> None:
+        names = transform.get_feature_names()
+        self.width = len(names)
+        self._index = {name: i for i, name in enumerate(names)}
+        self._numeric = []
+        offset = 0
+        for column, edges in transform.edges.items():
+            n_bins = max(len(edges) - 1, 0)
+            self._numeric.append((column, [float(e) for e in np.asarray(edges)[1:-1]], n_bins, offset))
+            offset += n_bins + 1
+        self._labels = {column: bin_labels(edges) for column, edges in transform.edges.items()}
+        self._categorical = list(transform.categorical)
+        self._crosses = [(a, b, f"{a}{CROSS}{b}") for a, b in transform.crosses]
+        self._rare: dict[str, set[str]] = {}
+        onehot = transform._onehot
+        if onehot is not None:
+            for column, rare in zip(onehot.feature_names_in_, onehot.infrequent_categories_):
+                self._rare[str(column)] = set() if rare is None else {str(v) for v in rare}
+        self._text = []
+        for column, vectorizer in transform._tfidf.items():
+            if vectorizer is not None:
+                start = self._index[f"{column}: {vectorizer.get_feature_names_out()[0]}"]
+                self._text.append((column, vectorizer.vocabulary_, np.asarray(vectorizer.idf_, dtype=np.float64), start))
+
+    @staticmethod
+    def _label(value) -> str:
+        if value is None or (isinstance(value, float) and value != value):
+            return MISSING
+        text = str(value)
+        return text if text.strip() else MISSING
+
+    def _member(self, column: str, value) -> str:
+        if column not in self._labels:
+            return self._label(value)
+        for name, inner, n_bins, _ in self._numeric:
+            if name == column:
+                return self._labels[column][self._code(value, inner, n_bins)]
+        raise AssertionError(column)
+
+    @staticmethod
+    def _code(value, inner: list[float], n_bins: int) -> int:
+        try:
+            x = float(value) if value is not None else float("nan")
+        except (TypeError, ValueError):
+            x = float("nan")
+        if not n_bins:
+            return 0
+        if x != x:
+            return n_bins
+        return bisect.bisect_right(inner, x)
+
+    def _onehot(self, column: str, label: str) -> int | None:
+        index = self._index.get(f"{column} = {label}")
+        if index is not None and label not in self._rare.get(column, ()):
+            return index
+        if label in self._rare.get(column, ()):
+            return self._index.get(f"{column} = {RARE}")
+        return None
+
+    def encode(self, rows: Sequence[dict]) -> sparse.csr_matrix:
+        """The feature matrix of `rows` (dicts keyed by column), equal to `transform` of the same frame."""
+        indptr, indices, data = [0], [], []
+        for row in rows:
+            cells: dict[int, float] = {}
+            for column, inner, n_bins, offset in self._numeric:
+                cells[offset + self._code(row.get(column), inner, n_bins)] = 1.0
+            for column in self._categorical:
+                index = self._onehot(column, self._label(row.get(column)))
+                if index is not None:
+                    cells[index] = 1.0
+            for a, b, name in self._crosses:
+                index = self._onehot(name, f"{self._member(a, row.get(a))}{CROSS}{self._member(b, row.get(b))}")
+                if index is not None:
+                    cells[index] = 1.0
+            for column, vocabulary, idf, start in self._text:
+                value = row.get(column)
+                text = self._label(value)
+                counts: dict[int, int] = {}
+                if text != MISSING:
+                    for tag in split_tags(text):
+                        j = vocabulary.get(tag)
+                        if j is not None:
+                            counts[j] = counts.get(j, 0) + 1
+                if counts:
+                    weights = {j: c * idf[j] for j, c in counts.items()}
+                    norm = sum(w * w for w in weights.values()) ** 0.5
+                    for j, w in weights.items():
+                        cells[start + j] = w / norm
+            for index in sorted(cells):
+                indices.append(index)
+                data.append(cells[index])
+            indptr.append(len(indices))
+        return sparse.csr_matrix((np.asarray(data, dtype=np.float64), np.asarray(indices, dtype=np.int32),
+                                  np.asarray(indptr, dtype=np.int32)), shape=(len(rows), self.width))
