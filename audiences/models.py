@@ -190,6 +190,27 @@ class Persona(models.Model):
         return f"persona of {self.customer_id}"
 
 
+class PersonaSnapshot(models.Model):
+    """A customer's persona as it stood from `valid_from` until their next snapshot.
+
+    Written by every persona build for the customers it changed, so models learn from the
+    features a decision saw at its time, never from what the customer became later
+    (ml.automodel.assemble joins decisions to the latest snapshot at or before them).
+    `features` holds the columns of ml.automodel.SNAPSHOT_COLUMNS (see personas.snapshot_of).
+    """
+
+    id = models.BigAutoField(primary_key=True)
+    customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False)
+    valid_from = models.DateTimeField()
+    features = models.JSONField(default=dict)
+
+    class Meta:
+        indexes = [models.Index(fields=["customer", "valid_from"], name="snapshot_customer_time")]
+
+    def __str__(self) -> str:
+        return f"persona of {self.customer_id} from {self.valid_from:%Y-%m-%d %H:%M}"
+
+
 class PersonaSettings(models.Model):
     """The one row of persona parameters, editable by marketers."""
 

@@ -37,7 +37,7 @@ from django.utils import timezone
 from ml.personas import SEGMENTS, WINDOWS_DAYS, assign_segments, compute_personas
 
 from . import bulk
-from .models import Activity, ActivityKind, Item, Persona, PersonaSettings, Segment
+from .models import Activity, ActivityKind, Customer, Item, Persona, PersonaSettings, PersonaSnapshot, Segment
 
 CUSTOMER_CHUNK = 20_000
 SEGMENT_CHUNK = 5_000
@@ -88,6 +88,8 @@ def build_personas(full: bool = False, as_of: datetime | None = None, progress: 
 
     report(0.92, "Assigning value segments")
     segments = refresh_segments(settings)
+    report(0.96, "Recording persona snapshots")
+    snapshots = record_snapshots(set(customers) | set(segments.pop("changed_ids")), as_of)
     settings.last_built_at = as_of
     settings.last_activity_id = max(settings.last_activity_id, last_activity_id)
     settings.save(update_fields=["last_built_at", "last_activity_id"])
@@ -98,6 +100,7 @@ def build_personas(full: bool = False, as_of: datetime | None = None, progress: 
         "customers_rebuilt": rebuilt,
         "segments": segments["counts"],
         "segments_changed": segments["changed"],
+        "snapshots": snapshots,
         "last_activity_id": settings.last_activity_id,
         "seconds": round(time.monotonic() - started, 3),
     }
@@ -132,7 +135,41 @@ def refresh_segments(settings: PersonaSettings | None = None) -> dict:
             for part in _chunks(ids[changed & (labels == label)].tolist(), SEGMENT_CHUNK):
                 Persona.objects.filter(customer_id__in=part).update(segment=label)
     counts = {label: int((labels == label).sum()) for label in SEGMENTS}
-    return {"counts": counts, "changed": int(changed.sum())}
+    return {"counts": counts, "changed": int(changed.sum()), "changed_ids": ids[changed].tolist()}
+
+
+def snapshot_of(persona: Persona | None, customer: Customer) -> dict | None:
+    """The persona features a model sees (ml.automodel.SNAPSHOT_COLUMNS), as JSON-ready values.
+
+    The one definition for the snapshots models train on and for the decision engine that
+    scores with them, so training and serving read the same thing. None without a persona.
+    """
+    if persona is None:
+        return None
+    return {
+        "birth_year": customer.birth_year, "gender": customer.gender, "region": customer.region,
+        "city_tier": customer.city_tier, "is_subscriber": customer.is_subscriber,
+        "segment": persona.segment, "top_genre": persona.top_genre, "top_mood": persona.top_mood,
+        "top_language": persona.top_language, "plays_7d": persona.plays_7d, "plays_30d": persona.plays_30d,
+        "activities_30d": persona.activities_30d, "purchases_90d": persona.purchases_90d,
+        "spend_90d": float(persona.spend_90d or 0), "genres": persona.genres or {},
+        "last_active_at": persona.last_active_at.isoformat() if persona.last_active_at else None,
+    }
+
+
+def record_snapshots(customer_ids: Iterable[int], valid_from: datetime) -> int:
+    """Snapshot the current personas of these customers, valid from `valid_from` (idempotent per time)."""
+    ids = sorted(customer_ids)
+    written = 0
+    for part in _chunks(ids, SEGMENT_CHUNK):
+        personas = Persona.objects.filter(customer_id__in=part).select_related("customer")
+        with transaction.atomic():
+            # A retried build writes the same snapshots again: replace rather than duplicate.
+            PersonaSnapshot.objects.filter(customer_id__in=part, valid_from=valid_from).delete()
+            written += len(PersonaSnapshot.objects.bulk_create(
+                [PersonaSnapshot(customer_id=p.customer_id, valid_from=valid_from, features=snapshot_of(p, p.customer))
+                 for p in personas], batch_size=2000))
+    return written
 
 
 # Everything but the key and the segment (kept on update, 'casual' for a new row

@@ -4,6 +4,7 @@ import os
 
 from celery import Celery
 from celery.schedules import crontab
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 
@@ -32,4 +33,6 @@ app.conf.beat_schedule = {
     "lookalikes-retrain": {"task": "audiences.retrain_lookalikes", "schedule": crontab(hour=4, minute=30)},
     # Every minute: response rates for "ranked by model" and the fit check; explorations that are done end.
     "delivery-rates": {"task": "marketing.refresh_rates", "schedule": 60.0},
+    # Campaign models learn again from the latest logs (the end of an exploration also starts one at once).
+    "campaign-models": {"task": "marketing.retrain_models", "schedule": settings.RETRAIN_HOURS * 3600.0},
 }

@@ -49,6 +49,19 @@ def envint(name: str, default: int, minimum: int | None = None) -> int:
     return number
 
 
+def envfloat(name: str, default: float, minimum: float, maximum: float) -> float:
+    value = env(name)
+    if value is None:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={value!r} is not a number.") from None
+    if not minimum <= number <= maximum:
+        raise ImproperlyConfigured(f"{name}={number} must be between {minimum} and {maximum}.")
+    return number
+
+
 def envlist(name: str, default: list[str]) -> list[str]:
     value = env(name)
     if value is None:
@@ -245,6 +258,15 @@ DELIVERY_SETUP_SECONDS = envint("DELIVERY_SETUP_SECONDS", 5, minimum=0)
 # How often a process re-reads campaign spend to stop spent budgets (0: on every decision).
 BUDGET_CHECK_SECONDS = envint("BUDGET_CHECK_SECONDS", 1, minimum=0)
 
+# Auto-modelling: how far back a campaign's model learns from, and at most how many decisions;
+# how often serving campaigns retrain; the bandit between ads of a ranked set (see marketing/decisions.py).
+MODEL_HORIZON_DAYS = envint("MODEL_HORIZON_DAYS", 30, minimum=1)
+MODEL_MAX_DECISIONS = envint("MODEL_MAX_DECISIONS", 200_000, minimum=100)
+RETRAIN_HOURS = envint("RETRAIN_HOURS", 6, minimum=1)
+BANDIT_FLOOR = envfloat("BANDIT_FLOOR", 0.02, 0.0, 0.5)
+BANDIT_MAX_STRENGTH = envint("BANDIT_MAX_STRENGTH", 200, minimum=1)
+BANDIT_DRAWS = envint("BANDIT_DRAWS", 2000, minimum=100)
+
 # Requests per minute per API client (or signed-in user); a client's own limit overrides it.
 API_CLIENT_RATE_PER_MINUTE = envint("API_CLIENT_RATE_PER_MINUTE", 60_000, minimum=1)
 
@@ -303,7 +325,7 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
-CELERY_TASK_ROUTES = {"ml.*": {"queue": "ml"}, "audiences.build_personas": {"queue": "ml"}, "audiences.train_lookalike": {"queue": "ml"}}
+CELERY_TASK_ROUTES = {"ml.*": {"queue": "ml"}, "marketing.train_campaign_model": {"queue": "ml"}, "audiences.build_personas": {"queue": "ml"}, "audiences.train_lookalike": {"queue": "ml"}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE
 

@@ -7,6 +7,8 @@ from typing import Iterable
 from django.db import transaction
 from django.utils import timezone
 
+from ml.models import Job, enqueue
+
 from .models import Ad, Campaign, Channel, DeliveryPlan, FrequencyCap, Placement, PlanRule
 
 
@@ -15,7 +17,7 @@ class Refused(ValueError):
 
 
 CAMPAIGN_FIELDS = ["name", "goal", "total_budget", "daily_budget", "target_cpa", "starts_at", "ends_at",
-                   "explore_impressions", "explore_days"]
+                   "explore_impressions", "explore_days", "attribution_minutes"]
 
 
 def save_channel(channel: Channel) -> Channel:
@@ -88,3 +90,21 @@ def save_plan(plan: DeliveryPlan, rest_ads: Iterable[Ad], rules: list[tuple[Plan
         rule.save()
         rule.ads.set(ads)
     return plan
+
+
+@transaction.atomic
+def queue_model_training(campaign: Campaign, *, by) -> Job:
+    """Train the campaign's next model (then gate it); a training already queued or running is returned instead.
+
+    The campaign row is locked so the beat schedule, the end of an exploration and a click cannot
+    queue two trainings of one campaign at once. `.update`, not save: the delivery set-up does not change.
+    """
+    from .tasks import train_campaign_model
+
+    campaign = Campaign.objects.select_for_update(of=("self",)).select_related("model_job").get(pk=campaign.pk)
+    if campaign.model_job is not None and not campaign.model_job.is_finished:
+        return campaign.model_job
+    job = Job.objects.create(kind="campaign_model", title=f"Model for “{campaign.name}”", created_by=by)
+    Campaign.objects.filter(pk=campaign.pk).update(model_job=job)
+    enqueue(train_campaign_model, job, campaign.pk)
+    return job

@@ -7,9 +7,11 @@ ranked by model). Campaigns out of budget or ahead of their pacing are left out 
 Order: "ranked by model" explores — a uniformly random order, so the first slot is uniform over
 the ads the caps allow — while any of the ads is still new (fewer than its campaign's exploration
 impressions and younger than its exploration days, see rates.close_exploration). After that a
-share ε keeps exploring and the rest is ranked by the model (rates.predict until auto-modelling
-trains one per campaign). The logged propensity is the probability of the logging policy putting
-the served ad in the first slot, mixing both branches, so off-policy evaluation can reweight it.
+share ε keeps exploring and the rest is allocated by Thompson sampling around the model's
+predictions for this customer (`allocate`): the campaign's champion model (marketing/learning.py)
+or, before it has one, the interim per-segment rates. The logged propensity is the probability of
+the logging policy putting the served ad in the first slot, mixing both branches, so off-policy
+evaluation can reweight it.
 The fit check, when the plan sets one, leaves out ads whose predicted response is under the
 threshold; exploration is exempt so new ads can learn.
 
@@ -25,12 +27,16 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Sequence
 
+import numpy as np
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
 from audiences.models import AudienceMember, Customer, Persona
 
-from . import caps, rates, setup, spend
+from ml import bandits
+
+from . import caps, learning, setup, spend
 from .models import Ad, Decision, DeliveryPlan, Placement, PlanRule
 
 
@@ -93,6 +99,7 @@ class Policy:
     scores: dict[int, float] = field(default_factory=dict)
     unfit: dict[int, float] = field(default_factory=dict)  # ads the fit check left out, with their prediction
     model_version: str = ""
+    allocation: dict[int, float] = field(default_factory=dict)  # the bandit's share per fit ad (model branch)
 
 
 def segment_of(customer: Customer) -> str:
@@ -104,31 +111,73 @@ def segment_of(customer: Customer) -> str:
         return ""
 
 
-def order(route_: Route, customer: Customer, rng: random.Random) -> Policy:
+def allocate(ads: Sequence[Ad], scores: dict[int, float], rng: random.Random) -> dict[int, float]:
+    """Thompson sampling between the ads: each ad's chance of being the best under its posterior, floored.
+
+    An ad's posterior is a Beta centred on the model's prediction for this customer, as sure as the
+    ad's impressions so far (capped at BANDIT_MAX_STRENGTH): a well-known ad with the best
+    prediction takes nearly all the traffic, a young one with a close prediction still gets its
+    share, and no ad gets less than BANDIT_FLOOR. Probabilities, not one draw: the propensity
+    logged is then exact (ml.bandits).
+    """
+    if len(ads) == 1:
+        return {ads[0].pk: 1.0}
+    strength = learning.arm_strength(ads)
+    arms = [bandits.Arm(a.pk, successes=scores[a.pk] * strength[a.pk], failures=(1 - scores[a.pk]) * strength[a.pk])
+            for a in ads]
+    floor = min(settings.BANDIT_FLOOR, 1.0 / len(ads))
+    shares = bandits.allocate(arms, floor=floor, rng=np.random.default_rng(rng.getrandbits(64)), draws=settings.BANDIT_DRAWS)
+    return {a.pk: float(p) for a, p in zip(ads, shares)}
+
+
+def _draw_order(ads: list[Ad], allocation: dict[int, float], scores: dict[int, float], rng: random.Random) -> list[Ad]:
+    """Ads in a Plackett–Luce order of their shares: the first eligible one was picked with share / Σ eligible shares."""
+    left, out = list(ads), []
+    while left:
+        total = sum(allocation[a.pk] for a in left)
+        if total <= 0:  # only zero shares left: the model's order (a floor of 0 allows this)
+            out += sorted(left, key=lambda a: (-scores[a.pk], a.pk))
+            break
+        x, acc = rng.random() * total, 0.0
+        for i, ad in enumerate(left):
+            acc += allocation[ad.pk]
+            if x < acc or i == len(left) - 1:
+                out.append(left.pop(i))
+                break
+    return out
+
+
+def order(route_: Route, customer: Customer, rng: random.Random, now: datetime | None = None) -> Policy:
     ads = list(route_.ads)
     plan = route_.plan
     threshold = plan.fit_threshold if plan else None
     if route_.order == "model" and any(a.explored_at is None for a in ads):
         rng.shuffle(ads)
         return Policy(ads, Decision.Reason.EXPLORE)
-    scores = rates.predict(ads, segment_of(customer)) if ads and (route_.order == "model" or threshold is not None) else {}
-    epsilon = plan.epsilon if plan and route_.order == "model" else 0.0
-    if route_.order == "model" and rng.random() < epsilon:
-        rng.shuffle(ads)
-        return Policy(ads, Decision.Reason.EXPLORE, epsilon, scores, {}, rates.MODEL_VERSION)
+    scores, version = {}, ""
+    if ads and (route_.order == "model" or threshold is not None):
+        scores, version = learning.scores(ads, customer, now or timezone.now(), segment_of(customer))
     unfit = {a.pk: scores[a.pk] for a in ads if threshold is not None and scores[a.pk] < threshold}
-    ads = [a for a in ads if a.pk not in unfit]
+    fit = [a for a in ads if a.pk not in unfit]
     if route_.order == "model":
-        ads.sort(key=lambda a: (-scores[a.pk], a.pk))
-        return Policy(ads, Decision.Reason.MODEL, epsilon, scores, unfit, rates.MODEL_VERSION)
+        epsilon = plan.epsilon if plan else 0.0
+        allocation = allocate(fit, scores, rng) if fit else {}
+        if rng.random() < epsilon:
+            rng.shuffle(ads)
+            return Policy(ads, Decision.Reason.EXPLORE, epsilon, scores, {}, version, allocation)
+        return Policy(_draw_order(fit, allocation, scores, rng), Decision.Reason.MODEL, epsilon, scores, unfit, version, allocation)
     if route_.order == "priority":  # ties in random order, so equal ads share the traffic
-        ads.sort(key=lambda a: (-a.priority, rng.random()))
-        return Policy(ads, Decision.Reason.PRIORITY, 0.0, scores, unfit)
-    return Policy(ads, Decision.Reason.TARGETED, 0.0, scores, unfit)
+        fit.sort(key=lambda a: (-a.priority, rng.random()))
+        return Policy(fit, Decision.Reason.PRIORITY, 0.0, scores, unfit)
+    return Policy(fit, Decision.Reason.TARGETED, 0.0, scores, unfit)
 
 
 def propensity(policy: Policy, eligible: Sequence[Ad], first: Ad | None, threshold: float | None = None) -> float:
-    """P(the logging policy put `first` in the first slot), given the ads the caps allowed."""
+    """P(the logging policy put `first` in the first slot), given the ads the caps allowed.
+
+    Model-ranked: ε uniform over the eligible ads, plus 1 − ε times the first ad's share of the
+    bandit's allocation over the eligible fit ads (the Plackett–Luce draw makes it exactly that).
+    """
     if first is None or policy.reason == Decision.Reason.TARGETED:
         return 1.0
     if policy.reason == Decision.Reason.PRIORITY:
@@ -137,9 +186,14 @@ def propensity(policy: Policy, eligible: Sequence[Ad], first: Ad | None, thresho
     uniform = 1.0 / len(eligible)
     if not policy.scores:  # still exploring: uniform is the whole policy
         return uniform
-    fit = [a for a in eligible if threshold is None or policy.scores[a.pk] >= threshold]
-    best = min(fit, key=lambda a: (-policy.scores[a.pk], a.pk)) if fit else None
-    return policy.epsilon * uniform + (1 - policy.epsilon) * (1.0 if best is not None and best.pk == first.pk else 0.0)
+    fit = [a for a in eligible if a.pk in policy.allocation]
+    total = sum(policy.allocation[a.pk] for a in fit)
+    if total > 0:
+        model = policy.allocation.get(first.pk, 0.0) / total
+    else:
+        best = min(fit, key=lambda a: (-policy.scores[a.pk], a.pk)) if fit else None
+        model = 1.0 if best is not None and best.pk == first.pk else 0.0
+    return policy.epsilon * uniform + (1 - policy.epsilon) * model
 
 
 @transaction.atomic
@@ -148,7 +202,7 @@ def decide(customer: Customer, placement: Placement, *, context: dict | None = N
     """Serve this customer on this placement: the ads, recorded with their caps and logged, in one transaction."""
     now = now or timezone.now()
     planned = route(customer, placement, now)
-    policy = order(planned, customer, rng or random.Random())
+    policy = order(planned, customer, rng or random.Random(), now)
     served = caps.serve(customer.pk, placement, policy.ordered, now=now, known_caps=planned.caps)
     ads = [s.ad for s in served.ads]
     threshold = planned.plan.fit_threshold if planned.plan else None
@@ -187,7 +241,7 @@ def simulate(customer: Customer, placement: Placement, *, now: datetime | None =
     """The decision without its side effects: which rule, which caps, which budget, which ads."""
     now = now or timezone.now()
     planned = route(customer, placement, now)
-    policy = order(planned, customer, rng or random.Random(0))
+    policy = order(planned, customer, rng or random.Random(0), now)
     found = caps.bearing(planned.caps, placement, policy.ordered) if planned.caps is not None else caps.caps_for(placement, policy.ordered)
     taken, blocked, eligible = caps.choose(policy.ordered, placement, found, caps.history(customer.pk, found, now), now,
                                            placement.slots)

@@ -38,8 +38,16 @@ class CampaignForm(StyledForm, forms.ModelForm):
     class Meta:
         model = Campaign
         fields = ["name", "goal", "total_budget", "daily_budget", "target_cpa", "starts_at", "ends_at",
-                  "explore_impressions", "explore_days"]
+                  "explore_impressions", "explore_days", "attribution_minutes"]
         help_texts = {"total_budget": "Empty: no total limit.", "daily_budget": "Empty: no daily limit; spend is paced evenly across the day."}
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["attribution_minutes"].required = False  # empty: the default of a day
+
+    def clean_attribution_minutes(self) -> int:
+        value = self.cleaned_data.get("attribution_minutes")
+        return value if value is not None else Campaign._meta.get_field("attribution_minutes").default
 
 
 class AdForm(StyledForm, forms.ModelForm):

@@ -101,6 +101,12 @@ class Campaign(models.Model):
     explore_days = models.PositiveSmallIntegerField(
         "exploration days", default=3, validators=[MinValueValidator(1), MaxValueValidator(90)],
         help_text="… or until it is this many days old, whichever comes first")
+    attribution_minutes = models.PositiveIntegerField(
+        "attribution window (minutes)", default=1440, validators=[MinValueValidator(1), MaxValueValidator(43200)],
+        help_text="A response counts for the ad served if it comes within this many minutes; models train on decisions "
+                  "whose window has closed")
+    model_job = models.ForeignKey("ml.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                  editable=False, help_text="The latest training of the campaign's model")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)

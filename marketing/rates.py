@@ -63,7 +63,7 @@ def refresh(now: datetime | None = None) -> dict:
 
 
 def close_exploration(ads, impressions: dict[int, int], now: datetime) -> int:
-    """Mark ads whose exploration is over; a campaign whose active ads have all explored goes live."""
+    """Mark ads whose exploration is over and start their campaign's model; a campaign whose active ads have all explored goes live."""
     ranked = ranked_ads()
     done = [a.pk for a in ads if a.explored_at is None and (
         a.pk not in ranked  # only ads a model ranks need exploring; a targeted or priority ad has nothing to learn first
@@ -71,6 +71,12 @@ def close_exploration(ads, impressions: dict[int, int], now: datetime) -> int:
         or a.created_at <= now - timedelta(days=a.campaign.explore_days))]
     if done:
         Ad.objects.filter(pk__in=done, explored_at__isnull=True).update(explored_at=now)
+        learned = {a.campaign for a in ads if a.pk in done and a.pk in ranked}
+        if learned:  # they have explored: each campaign builds its model now (the Celery job gates it)
+            from .actions import queue_model_training
+
+            for campaign in learned:
+                queue_model_training(campaign, by=None)
     still = Ad.objects.filter(status=Ad.Status.ACTIVE, explored_at__isnull=True).values("campaign_id")
     went_live = Campaign.objects.filter(status=Campaign.Status.EXPLORING, ads__isnull=False).exclude(pk__in=still).update(
         status=Campaign.Status.LIVE, updated_at=now)

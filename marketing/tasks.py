@@ -1,4 +1,4 @@
-"""Delivery's background work: response rates and the end of exploration (every minute)."""
+"""Delivery's background work: response rates and the end of exploration (every minute), campaign models."""
 
 from __future__ import annotations
 
@@ -11,3 +11,43 @@ def refresh_rates() -> dict:
     from . import rates
 
     return rates.refresh()
+
+
+@shared_task(name="marketing.train_campaign_model", acks_late=True)
+def train_campaign_model(job_id: int, campaign_id: int) -> None:
+    """Build the campaign's next model from its logs, gate it, promote it if it is shown better (ml queue).
+
+    Idempotent enough to retry: a retried attempt registers one more candidate version and
+    gates it the same way; nothing is half-written (the registry writes the file, then the row).
+    """
+    from ml.automodel import NotEnoughData
+    from ml.models import running
+
+    from . import learning
+    from .models import Campaign
+
+    with running(job_id) as job:
+        if job is None:
+            return
+        campaign = Campaign.objects.get(pk=campaign_id)
+        try:
+            job.result = learning.build_model(campaign, by=job.created_by, progress=job.report)
+        except NotEnoughData as exc:
+            job.result = {"skipped": str(exc)}
+            job.message = f"Not trained yet: {exc}"[:300]
+        else:
+            job.message = (f"v{job.result['number']} {job.result['kind']}, AUC {job.result['auc']:.3f}: "
+                           + ("promoted to champion" if job.result["promoted"] else "kept as a candidate"))
+
+
+@shared_task(name="marketing.retrain_models", acks_late=True, ignore_result=True)
+def retrain_models() -> int:
+    """On the beat schedule: every serving campaign with explored, model-ranked ads trains again (each its own job)."""
+    from . import learning
+    from .actions import queue_model_training
+    from .models import Campaign
+
+    ids = learning.campaigns_to_train()
+    for campaign in Campaign.objects.filter(pk__in=ids):
+        queue_model_training(campaign, by=None)
+    return len(ids)

@@ -171,6 +171,7 @@ class ModelVersion(models.Model):
     artefact = models.CharField(max_length=300, help_text="Path under the model directory")
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
     trained_on = models.JSONField(default=dict, blank=True, help_text="rows, window …")
+    report = models.JSONField(default=dict, blank=True, help_text="The variable exploration report: criteria, bins, ROC, calibration")
     created_at = models.DateTimeField(auto_now_add=True)
     promoted_at = models.DateTimeField(null=True, blank=True)
     retired_at = models.DateTimeField(null=True, blank=True)

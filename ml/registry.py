@@ -72,12 +72,15 @@ def register_candidate(
     parent: ModelVersion | None = None,
     trained_on: dict | None = None,
     notes: str = "",
+    report: dict | None = None,
+    suffix: str | None = None,
     by=None,
     **subject_ids: int | None,
 ) -> ModelVersion:
     """Store the artefact (bytes or a file to copy) and record it as the key's next candidate version.
 
-    subject_ids: campaign_id, ad_id, audience_id. The file is written before the row so a
+    subject_ids: campaign_id, ad_id, audience_id. `suffix` overrides the file type the kind implies
+    (".pkl" for a pickled scorer that bundles its transform with an xgboost model). The file is written before the row so a
     row never points at a missing file; a failed insert removes the file again.
     """
     if kind not in ModelVersion.Kind.values:
@@ -86,7 +89,7 @@ def register_candidate(
     if unknown:
         raise TypeError(f"Unexpected arguments: {sorted(unknown)}")
     folder = re.sub(r"[^A-Za-z0-9_.-]+", "-", key).strip("-.") or "model"
-    relative = f"{folder}/{uuid.uuid4().hex}{EXTENSIONS.get(kind, '.pkl')}"
+    relative = f"{folder}/{uuid.uuid4().hex}{suffix or EXTENSIONS.get(kind, '.pkl')}"
     target = model_dir() / relative
     _write_atomically(target, artefact)
     try:
@@ -96,7 +99,7 @@ def register_candidate(
                     latest = ModelVersion.objects.select_for_update().filter(key=key).aggregate(n=Max("version"))["n"]
                     return ModelVersion.objects.create(
                         key=key, kind=kind, version=(latest or 0) + 1, artefact=relative, metrics=metrics or {},
-                        features=features or [], parent=parent, trained_on=trained_on or {}, notes=notes,
+                        features=features or [], parent=parent, trained_on=trained_on or {}, notes=notes, report=report or {},
                         history=[_event("registered", by)], **subject_ids,
                     )
             except IntegrityError:

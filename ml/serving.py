@@ -69,6 +69,7 @@ class _Loaded:
     version_id: int | None
     model: Any
     checked_at: float
+    number: int | None = None
 
 
 _loaded: dict[str, _Loaded] = {}
@@ -95,14 +96,15 @@ def champion(key: str) -> Any | None:
         entry = _loaded.get(key)
         if entry is not None and entry.version_id == version_id:
             return entry.model
-        model = None
+        model = number = None
         if version_id is not None:
             from .models import ModelVersion
             from .registry import artefact_path
 
             version = ModelVersion.objects.get(pk=version_id)
             model = load(version.kind, artefact_path(version))
-        _loaded[key] = _Loaded(version_id, model, time.monotonic())
+            number = version.version
+        _loaded[key] = _Loaded(version_id, model, time.monotonic(), number)
         return model
 
 
@@ -110,6 +112,12 @@ def champion_version_id(key: str) -> int | None:
     """The id of the version `champion(key)` last returned (for logging which model decided)."""
     entry = _loaded.get(key)
     return entry.version_id if entry else None
+
+
+def champion_number(key: str) -> int | None:
+    """The version number (1, 2 …) of the champion `champion(key)` last returned."""
+    entry = _loaded.get(key)
+    return entry.number if entry else None
 
 
 def forget(key: str | None = None) -> None:

@@ -6,6 +6,7 @@ from .campaign_pages import (  # noqa: F401
     campaign_edit,
     campaign_list,
     campaign_status,
+    campaign_train,
     cap_delete,
     cap_new,
 )

@@ -18,7 +18,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.access import viewer_required, writer_required
 
-from .. import actions
+from ml.models import ModelVersion
+
+from .. import actions, learning, rates
 from ..access import get_ad_for_user, get_campaign_for_user, get_cap_for_user
 from ..forms import AdForm, CampaignForm, CapForm
 from ..models import Ad, Campaign, CampaignSpend, Decision, FrequencyCap, ServedAd
@@ -89,6 +91,8 @@ def campaign_edit(request, pk: int | None = None):
 @viewer_required
 def campaign_detail(request, pk: int):
     campaign = get_campaign_for_user(request.user, pk)
+    if request.htmx and request.GET.get("part") == "model":  # the model card polls while its training runs
+        return render(request, "marketing/campaign_detail.html#model", _model_context(campaign))
     ads = list(campaign.ads.prefetch_related("placements").select_related("promoted_item"))
     served = dict(ServedAd.objects.filter(ad_id__in=[a.pk for a in ads]).values("ad_id").annotate(n=Count("id"))
                   .values_list("ad_id", "n"))
@@ -103,12 +107,21 @@ def campaign_detail(request, pk: int):
     chart, served_14d = _daily_chart(campaign, [a.pk for a in ads])
     moves = [(s, *MOVES[s]) for s in (Campaign.Status.EXPLORING, Campaign.Status.LIVE, Campaign.Status.PAUSED,
                                       Campaign.Status.ENDED) if campaign.can_move_to(s)]
-    context = {"campaign": campaign, "ads": ads, "caps": caps, "spent": spent, "spent_today": spent_today,
+    context = {**_model_context(campaign), "ads": ads, "caps": caps, "spent": spent, "spent_today": spent_today,
                "served_14d": served_14d, "chart": chart, "moves": moves, "badge": STATUS_BADGES[campaign.status],
                "explored": sum(1 for a in ads if a.explored_at), "explored_sub": f"of {len(ads)} ads",
                "spent_sub": f"of {campaign.total_budget:,.2f}" if campaign.total_budget is not None else "no total budget",
                "today_sub": f"of {campaign.daily_budget:,.2f}" if campaign.daily_budget is not None else "no daily budget"}
     return render(request, "marketing/campaign_detail.html", context)
+
+
+def _model_context(campaign: Campaign) -> dict:
+    """The campaign's model card: its champion, its latest versions, the latest training (polled while it runs)."""
+    key = learning.model_key(campaign.pk)
+    versions = list(ModelVersion.objects.filter(key=key).order_by("-version")[:5])
+    return {"campaign": campaign, "versions": versions, "model_job": campaign.model_job,
+            "champion": ModelVersion.objects.champions().filter(key=key).first(),
+            "ranked": Ad.objects.filter(campaign=campaign, pk__in=rates.ranked_ads()).exists()}
 
 
 def _daily_chart(campaign: Campaign, ad_ids: list[int], days: int = 14) -> tuple[dict, int]:
@@ -144,6 +157,15 @@ def campaign_status(request, pk: int):
         messages.error(request, str(exc))
     else:
         messages.success(request, f"“{campaign.name}” is now {campaign.get_status_display().lower()}.")
+    return redirect("campaigns:detail", pk=campaign.pk)
+
+
+@require_POST
+@writer_required
+def campaign_train(request, pk: int):
+    campaign = get_campaign_for_user(request.user, pk, write=True)
+    job = actions.queue_model_training(campaign, by=request.user)
+    messages.success(request, f"Training the model of “{campaign.name}”: follow it below or on the Jobs page (job {job.pk}).")
     return redirect("campaigns:detail", pk=campaign.pk)
 
 

@@ -73,9 +73,14 @@ def test_after_exploration_the_best_ad_for_the_segment_comes_first(world):
     duo = ResponseRate.objects.get(ad=world["duo"], segment="active")
     assert duo.responded == duo.served > 0
     assert ResponseRate.objects.get(ad=world["family"], segment="").responded == 0
-    decision, ads = decide(customer("new"), world["push"], now=NOW)
-    assert ads[0].name == "duo" and decision.reason == "model" and decision.model_version == rates.MODEL_VERSION
-    assert decision.propensity == 1.0  # ε = 0: the model's choice is certain
+    firsts = Counter()
+    for i in range(200):
+        decision, ads = decide(customer(f"new{i}"), world["push"], now=NOW, rng=random.Random(i))
+        assert decision.reason == "model" and decision.model_version == rates.MODEL_VERSION
+        # ε = 0: Thompson sampling gives duo all it can, the others keep their floor of 2 % each.
+        assert decision.propensity == pytest.approx(0.96 if ads[0].name == "duo" else 0.02)
+        firsts[ads[0].name] += 1
+    assert firsts["duo"] >= 180 and firsts["duo"] < 200, firsts
 
 
 def test_a_share_epsilon_keeps_exploring_and_propensities_mix_both_branches(world):
@@ -89,8 +94,9 @@ def test_a_share_epsilon_keeps_exploring_and_propensities_mix_both_branches(worl
         reasons[decision.reason] += 1
         logged[ads[0].name] = decision.propensity
     assert 0.25 < reasons["explore"] / 1500 < 0.35, reasons
-    # The policy: duo with 0.7 + 0.3/3, the others 0.3/3 each; over the eligible ads they sum to 1.
-    assert logged["duo"] == pytest.approx(0.8) and logged["family"] == pytest.approx(0.1)
+    # The policy: duo with 0.7 × 0.96 (Thompson's share, the others on their 2 % floor) + 0.3/3, the others
+    # 0.7 × 0.02 + 0.3/3 each; over the eligible ads they sum to 1.
+    assert logged["duo"] == pytest.approx(0.772) and logged["family"] == pytest.approx(0.114)
     assert sum(logged.values()) == pytest.approx(1.0)
 
 

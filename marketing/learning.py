@@ -1,0 +1,205 @@
+"""A campaign's own model: built from its logged decisions, gated off-policy, served by the decision engine.
+
+Build (`build_model`, run by the Celery task `marketing.train_campaign_model`): the campaign's
+logged decisions that were explored or model-ranked, the goal events that answered them, the
+persona snapshots of their customers and the features of its ads are loaded here and handed to
+the pure pipeline in ml.automodel (assemble → transform → criteria → candidates). The best
+candidate is registered (ml.registry) with its metrics, importances and the variable exploration
+report, then judged by the off-policy gate against the current champion (or, before the first
+one, against serving at random): it is promoted only when the doubly robust estimate of its
+value beats the incumbent's with 95 % confidence. Otherwise it stays a candidate, with the
+gate's estimates shown on its page, and an operator may still promote it by hand.
+
+When: as soon as an ad's exploration ends (rates.close_exploration), every RETRAIN_HOURS on
+the beat schedule for every serving campaign with model-ranked ads, and on demand from the
+campaign's page.
+
+Serve (`scores`): the decision engine asks for each ad's predicted response for the customer
+now; ads whose campaign has a champion are scored by it, in-process (ml.serving loads it once
+per process and reloads it when the champion changes), from the same feature function the
+training rows came from; the others keep the interim per-segment rates (rates.predict).
+"""
+
+from __future__ import annotations
+
+import pickle
+from datetime import datetime, timedelta
+from typing import Callable, Sequence
+
+import pandas as pd
+from django.conf import settings
+from django.db.models import Q
+from django.utils import timezone
+
+from audiences.models import Customer, Persona, PersonaSnapshot
+from audiences.personas import snapshot_of
+from ml import automodel, registry, serving
+from ml.models import ModelVersion
+
+from . import rates
+from .models import Ad, Campaign, Decision, DeliveryPlan, Event
+
+GATE = "the off-policy gate"
+LEARNED = (Decision.Reason.EXPLORE, Decision.Reason.MODEL)
+
+
+def model_key(campaign_id: int) -> str:
+    return f"campaign:{campaign_id}"
+
+
+def ad_features(ad: Ad) -> dict:
+    """What a model knows of an ad: its id, its tags (promoted item's genres and moods, payload tags), its genres."""
+    item = ad.promoted_item
+    genres = [str(g).lower() for g in (item.genres if item else [])]
+    tags = [*genres, *(str(m).lower() for m in (item.moods if item else []))]
+    extra = (ad.payload or {}).get("tags") if isinstance(ad.payload, dict) else None
+    if isinstance(extra, list):
+        tags += [str(t).lower() for t in extra]
+    elif isinstance(extra, str):
+        tags += [t.strip().lower() for t in extra.split(",")]
+    return {"ad_id": ad.pk, "tags": ", ".join(t for t in dict.fromkeys(tags) if t), "genres": genres}
+
+
+# -- build -----------------------------------------------------------------------------------------------
+
+
+def _logs(campaign: Campaign, now: datetime) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """decisions, outcomes, snapshots, ads for ml.automodel.assemble (the newest MAX decisions of the horizon)."""
+    ads = list(Ad.objects.filter(campaign=campaign).select_related("promoted_item"))
+    ad_ids = {a.pk for a in ads}
+    placements = set(Ad.placements.through.objects.filter(ad_id__in=ad_ids).values_list("placement_id", flat=True))
+    since = now - timedelta(days=settings.MODEL_HORIZON_DAYS)
+    rows = (Decision.objects.filter(placement_id__in=placements, reason__in=LEARNED, created_at__gte=since, created_at__lte=now)
+            .order_by("-created_at").values_list("id", "customer_id", "created_at", "eligible", "chosen", "propensity", "reason")
+            [: settings.MODEL_MAX_DECISIONS])
+    decisions = pd.DataFrame(
+        [(str(i), c, t, e, ch[0], p, r) for i, c, t, e, ch, p, r in rows if ch and ch[0] in ad_ids],
+        columns=["decision_id", "customer_id", "created_at", "eligible", "chosen", "propensity", "reason"])
+    columns = ["decision_id", "ad_id", "occurred_at"]
+    if decisions.empty:
+        return decisions, pd.DataFrame(columns=columns), pd.DataFrame(), pd.DataFrame([ad_features(a) for a in ads])
+    start = decisions["created_at"].min()
+    outcomes = pd.DataFrame(
+        [(str(d), a, t) for d, a, t in Event.objects.filter(
+            campaign=campaign, type__in=rates.GOAL_EVENTS[campaign.goal], occurred_at__gte=start, decision__isnull=False)
+         .values_list("decision_id", "ad_id", "occurred_at")], columns=columns)
+    customers = sorted(set(decisions["customer_id"]))
+    snaps = []
+    for at in range(0, len(customers), 5000):
+        part = customers[at:at + 5000]
+        snaps += [{"customer_id": c, "valid_from": t, **f} for c, t, f in PersonaSnapshot.objects.filter(
+            customer_id__in=part, valid_from__lte=now).values_list("customer_id", "valid_from", "features")]
+    snapshots = pd.DataFrame(snaps, columns=["customer_id", "valid_from", *automodel.SNAPSHOT_COLUMNS])
+    return decisions, outcomes, snapshots, pd.DataFrame([ad_features(a) for a in ads])
+
+
+def epsilon_of(campaign: Campaign) -> float:
+    """The exploration share its ads are served with (the largest of the plans that rank them)."""
+    found = DeliveryPlan.objects.filter(Q(placement__ads__campaign=campaign)).values_list("epsilon", flat=True)
+    return max(found, default=0.05)
+
+
+def build_model(campaign: Campaign, *, now: datetime | None = None, by=None,
+                progress: Callable[[float, str], None] | None = None) -> dict:
+    """Train the campaign's next candidate, gate it against the champion, promote it if it is shown better.
+
+    Raises automodel.NotEnoughData (with the counts) when the logs cannot train a model yet.
+    """
+    now = now or timezone.now()
+    report = progress or (lambda fraction, message: None)
+    report(0.02, "Loading logged decisions, outcomes and persona snapshots")
+    decisions, outcomes, snapshots, ads = _logs(campaign, now)
+    window = campaign.attribution_minutes * 60
+    report(0.1, f"Assembling {len(decisions):,} decisions")
+    rows = automodel.assemble(decisions, outcomes, snapshots, ads, window_seconds=window, now=now)
+    trained = automodel.train(rows, progress=lambda f, m: report(0.1 + 0.7 * f, m))
+    key = model_key(campaign.pk)
+    champion = ModelVersion.objects.champions().filter(key=key).first()
+    report(0.85, "Estimating its value off-policy")
+    validation = trained.validation.reset_index(drop=True)
+    candidate_p = trained.scorer.predict(validation[automodel.FEATURES])
+    incumbent_p = None
+    if champion is not None:
+        incumbent = serving.load(champion.kind, registry.artefact_path(champion))
+        incumbent_p = incumbent.predict(validation[automodel.FEATURES])
+    verdict = automodel.gate(validation, candidate_p, incumbent_p, epsilon=epsilon_of(campaign))
+    verdict_dict = {
+        "passed": verdict.passed, "reason": verdict.reason, "decisions": verdict.decisions,
+        "incumbent": f"v{champion.version}" if champion else "random (no model yet)",
+        "estimates": verdict.estimates, "difference": verdict.difference,
+    }
+    version = registry.register_candidate(
+        key, trained.kind, pickle.dumps(trained.scorer, protocol=pickle.HIGHEST_PROTOCOL), suffix=".pkl",
+        metrics={**trained.metrics, "candidates": trained.candidates, "gate": verdict_dict},
+        features=trained.importances, parent=champion, report=trained.report,
+        trained_on={"decisions": int(decisions.shape[0]), "rows": int(rows["served"].sum()) if len(rows) else 0,
+                    "train_rows": trained.train_rows, "validation_rows": trained.validation_rows,
+                    "attribution_minutes": campaign.attribution_minutes, "until": now.isoformat(),
+                    "validation_from": trained.report["boundary"], "goal": campaign.goal,
+                    "ads": [int(a) for a in ads["ad_id"]]},
+        notes=f"Trained on {trained.train_rows:,} decisions, validated on the next {trained.validation_rows:,}.",
+        by=by, campaign_id=campaign.pk,
+    )
+    promoted = False
+    if verdict.passed:
+        registry.promote(version, by=GATE)
+        promoted = True
+    report(1.0, f"v{version.version} ({trained.kind}, AUC {trained.metrics['auc']:.3f}): "
+                + ("promoted to champion" if promoted else "kept as a candidate"))
+    return {"version": version.pk, "number": version.version, "kind": trained.kind, "auc": trained.metrics["auc"],
+            "promoted": promoted, "gate": verdict.reason, "seconds": round(trained.seconds, 2)}
+
+
+def campaigns_to_train() -> list[int]:
+    """Serving campaigns with an explored, model-ranked ad: those a scheduled retrain refreshes."""
+    ranked = rates.ranked_ads()
+    return sorted(set(Ad.objects.filter(pk__in=ranked, explored_at__isnull=False, campaign__status__in=Campaign.SERVING)
+                      .values_list("campaign_id", flat=True)))
+
+
+# -- serve -----------------------------------------------------------------------------------------------
+
+
+def snapshot_now(customer: Customer) -> dict | None:
+    """The customer's features now, as a snapshot would hold them (persona loaded with the customer if it was)."""
+    try:
+        persona = customer.persona
+    except Persona.DoesNotExist:
+        persona = None
+    return snapshot_of(persona, customer)
+
+
+def scores(ads: Sequence[Ad], customer: Customer, now: datetime, segment: str) -> tuple[dict[int, float], str]:
+    """Each ad's predicted response for this customer now, and the model versions that said so.
+
+    Ads of a campaign with a champion are scored by it; the rest by the interim rates.
+    """
+    by_campaign: dict[int, list[Ad]] = {}
+    for ad in ads:
+        by_campaign.setdefault(ad.campaign_id, []).append(ad)
+    out: dict[int, float] = {}
+    versions = []
+    leftover: list[Ad] = []
+    snapshot = None
+    for campaign_id, group in by_campaign.items():
+        key = model_key(campaign_id)
+        model = serving.champion(key)
+        if model is None:
+            leftover += group
+            continue
+        if snapshot is None:
+            snapshot = snapshot_now(customer) or {}
+        p = model.predict([automodel.features(snapshot or None, ad_features(ad), now) for ad in group])
+        out.update({ad.pk: float(v) for ad, v in zip(group, p)})
+        versions.append(f"{key} v{serving.champion_number(key)}")
+    if leftover:
+        out.update(rates.predict(leftover, segment))
+        versions.append(rates.MODEL_VERSION)
+    return out, " + ".join(versions)[:40]
+
+
+def arm_strength(ads: Sequence[Ad]) -> dict[int, float]:
+    """How sure the bandit is of each ad's prediction: its impressions so far, capped (see decisions.order)."""
+    found = rates.rates_for([a.pk for a in ads])
+    return {a.pk: float(min(found.get((a.pk, ""), (0, 0))[0], settings.BANDIT_MAX_STRENGTH)) for a in ads}
+
