@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from itertools import groupby
 
@@ -7,6 +8,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, Q
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.access import viewer_required, writer_required
@@ -53,14 +55,190 @@ def job_detail(request, pk: int):
     return render(request, "ml/job_detail.html", context)
 
 
-METRICS = [("auc", "AUC", 3), ("log_loss", "Log loss", 3), ("rmse", "RMSE", 3), ("calibration", "Calibration", 3)]
+# Known metrics, in the order they are shown: (key in ModelVersion.metrics, label, decimals).
+# The model list shows the first four as columns; a version's page shows all that are present.
+METRICS = [("auc", "AUC", 3), ("log_loss", "Log loss", 3), ("rmse", "RMSE", 3),
+           ("calibration_error", "Calibration error", 3)]
+MORE_METRICS = [("base_rate", "Base rate", 3), ("mean_prediction", "Mean prediction", 3),
+                ("train_seconds", "Training seconds", 2)]
+CANDIDATE_COLUMNS = [("auc", "AUC"), ("log_loss", "Log loss"), ("rmse", "RMSE"),
+                     ("calibration_error", "Calibration error"), ("train_seconds", "Training seconds")]
+GATE_METHODS = [("ipw", "IPW"), ("snipw", "Self-normalised IPW"), ("dr", "Doubly robust")]
+CRITERIA_COLUMNS = [("information_gain", "Information gain"), ("gain_ratio", "Gain ratio"),
+                    ("gini_gain", "Gini gain"), ("symmetric_uncertainty", "Symmetric uncertainty"),
+                    ("response_rate_spread", "Rate spread")]
+SHARE_COLOUR, RATE_COLOUR, DIAGONAL_COLOUR = "#5b2fd6", "#f08c00", "#6b7280"
 
 
-def _metric_rows(metrics: dict) -> list[tuple[str, object]]:
-    """Known metrics first, in a fixed order, then any other numbers the trainer recorded."""
-    known = [(label, metrics[name]) for name, label, _ in METRICS if name in metrics]
-    others = [(name, value) for name, value in metrics.items() if name not in {m[0] for m in METRICS}]
-    return known + others
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _metric_rows(metrics: dict) -> list[tuple[str, float, int]]:
+    """(label, value, decimals): known metrics first, in a fixed order, then any other numbers the trainer
+    recorded. Strings and nested results (the candidates, the gate) have panels of their own."""
+    known = METRICS + MORE_METRICS
+    rows = [(label, metrics[name], digits) for name, label, digits in known if _is_number(metrics.get(name))]
+    names = {name for name, _, _ in known}
+    return rows + [(name.replace("_", " ").capitalize(), value, 3) for name, value in metrics.items()
+                   if name not in names and _is_number(value)]
+
+
+def _candidate_rows(metrics: dict) -> list[dict]:
+    """Every candidate kind trained for this version with its validation metrics, the chosen one marked."""
+    candidates = metrics.get("candidates")
+    if not isinstance(candidates, dict):
+        return []
+    labels = dict(ModelVersion.Kind.choices)
+    return [{"kind": kind, "label": labels.get(kind, kind), "chosen": kind == metrics.get("candidate"),
+             "values": [values.get(name) if _is_number(values.get(name)) else None for name, _ in CANDIDATE_COLUMNS]}
+            for kind, values in candidates.items() if isinstance(values, dict)]
+
+
+def _estimate(value) -> dict | None:
+    """One off-policy estimate as the page shows it, or None when the gate could not compute it."""
+    if not isinstance(value, dict) or not _is_number(value.get("value")):
+        return None
+    return {k: value.get(k) for k in ("value", "low", "high", "n", "effective_sample_size")}
+
+
+def _gate_panel(metrics: dict) -> dict | None:
+    """The off-policy gate's verdict with its estimates per method, or None for a version that was not gated."""
+    gate = metrics.get("gate")
+    if not isinstance(gate, dict) or not gate:
+        return None
+    estimates = gate.get("estimates") if isinstance(gate.get("estimates"), dict) else {}
+    rows = [{"method": method, "label": label,
+             "estimates": [_estimate((estimates.get(policy) or {}).get(method)) for policy in ("candidate", "incumbent")]}
+            for method, label in GATE_METHODS]
+    return {"passed": bool(gate.get("passed")), "reason": gate.get("reason", ""), "decisions": gate.get("decisions"),
+            "incumbent": gate.get("incumbent") or "", "rows": [r for r in rows if any(r["estimates"])],
+            "difference": _estimate(gate.get("difference"))}
+
+
+def _percent(values) -> list[float | None]:
+    return [round(100 * float(v), 2) if _is_number(v) else None for v in values]
+
+
+def _variable_chart(labels: list[str], shares, rates, *, ordered: bool) -> dict:
+    """Bars: the share of rows in each bin or level; line: its response rate, on a second axis.
+
+    Levels of a category have no order, so their rates are points, not a line through them."""
+    return {
+        "type": "bar",
+        "data": {"labels": labels, "datasets": [
+            {"type": "line", "label": "Response rate (%)", "data": _percent(rates), "yAxisID": "rate",
+             "color": RATE_COLOUR, "pointRadius": 3 if ordered else 5, "showLine": ordered, "borderWidth": 2, "order": 0,
+             "cubicInterpolationMode": "monotone"},
+            {"label": "Rows (%)", "data": _percent(shares), "yAxisID": "share", "color": SHARE_COLOUR,
+             "backgroundColor": SHARE_COLOUR + "55", "order": 1},
+        ]},
+        "options": {
+            "interaction": {"mode": "index", "intersect": False},
+            "scales": {
+                "share": {"position": "left", "beginAtZero": True, "title": {"display": True, "text": "% of rows"}},
+                "rate": {"position": "right", "beginAtZero": True, "grid": {"drawOnChartArea": False},
+                         "title": {"display": True, "text": "response rate %"}},
+            },
+        },
+    }
+
+
+def _curve_chart(curve_label: str, points: list[dict], diagonal_label: str, x_title: str, y_title: str,
+                 *, top: float = 1.0, point_radius: int = 0) -> dict:
+    """A curve over the unit square (or [0, top]) with the diagonal a useless or perfect model would draw."""
+    return {
+        "type": "scatter",
+        "data": {"datasets": [
+            # monotone: app.js gives every line a tension, which would overshoot between these points
+            {"label": curve_label, "data": points, "showLine": True, "color": SHARE_COLOUR, "borderWidth": 2,
+             "pointRadius": point_radius, "cubicInterpolationMode": "monotone"},
+            {"label": diagonal_label, "data": [{"x": 0, "y": 0}, {"x": top, "y": top}], "showLine": True,
+             "color": DIAGONAL_COLOUR, "borderWidth": 1, "borderDash": [5, 5]},
+        ]},
+        "options": {"scales": {
+            "x": {"min": 0, "max": top, "title": {"display": True, "text": x_title}},
+            "y": {"min": 0, "max": top, "title": {"display": True, "text": y_title}},
+        }},
+    }
+
+
+def _exploration(report: dict, *, sort: str, auc) -> dict | None:
+    """The variable exploration report: criteria per variable, a chart per variable, ROC and calibration."""
+    if not isinstance(report, dict) or not report:
+        return None
+    criteria = [c for c in report.get("criteria") or [] if isinstance(c, dict) and c.get("feature")]
+    rank = {c["feature"]: n for n, c in enumerate(criteria, 1)}
+    variables, ids = [], set()
+    for kind, key, parts in (("numeric", "bins", "bins"), ("categorical", "levels", "levels")):
+        for entry in report.get(key) or []:
+            rows = [r for r in (entry.get(parts) if isinstance(entry, dict) else None) or [] if isinstance(r, dict)]
+            if not rows:
+                continue
+            name = str(entry.get("feature", "?"))
+            slug = f"var-{slugify(name) or 'feature'}"
+            slug = slug if slug not in ids else f"{slug}-{len(ids)}"
+            ids.add(slug)
+            labels = [str(r.get("label", "")) for r in rows]
+            chart = _variable_chart(labels, [r.get("share") for r in rows], [r.get("response_rate") for r in rows],
+                                    ordered=kind == "numeric")
+            table = [{"label": label, "count": r.get("count"), "share": share, "rate": rate} for label, r, share, rate
+                     in zip(labels, rows, chart["data"]["datasets"][1]["data"], chart["data"]["datasets"][0]["data"])]
+            variables.append({"name": name, "id": slug, "chart_id": f"{slug}-chart", "kind": kind, "table": table,
+                              "chart": chart, "rank": rank.get(name)})
+    variables.sort(key=lambda v: (v["rank"] is None, v["rank"] or 0))
+    constant = [v["name"] for v in variables if len(v["table"]) < 2]
+    anchors = {v["name"]: v["id"] for v in variables if len(v["table"]) >= 2}
+    criteria = [{**c, "rank": n, "anchor": anchors.get(c["feature"]),
+                 "values": [c.get(name) if _is_number(c.get(name)) else None for name, _ in CRITERIA_COLUMNS]}
+                for n, c in enumerate(criteria, 1)]
+    if sort in dict(CRITERIA_COLUMNS):
+        criteria.sort(key=lambda c: (not _is_number(c.get(sort)), -(c.get(sort) or 0)))
+    roc = [{"x": p["fpr"], "y": p["tpr"]} for p in report.get("roc") or []
+           if isinstance(p, dict) and _is_number(p.get("fpr")) and _is_number(p.get("tpr"))]
+    calibration = [p for p in report.get("calibration") or []
+                   if isinstance(p, dict) and _is_number(p.get("predicted")) and _is_number(p.get("observed"))]
+    top = max([0.05, *(max(p["predicted"], p["observed"]) for p in calibration)])
+    top = min(1.0, math.ceil(top * 20) / 20)  # the next 5 %: small rates get the whole chart, not a corner
+    roc_label = f"ROC (AUC {auc:.3f})" if _is_number(auc) else "ROC"
+    return {
+        "criteria": criteria, "variables": [v for v in variables if len(v["table"]) >= 2], "constant": constant,
+        "boundary": _moment(report.get("boundary")),
+        "roc": _curve_chart(roc_label, roc, "Random ranking", "false positive rate", "true positive rate") if roc else None,
+        "calibration": _curve_chart(
+            "Observed rate per prediction group", [{"x": p["predicted"], "y": p["observed"]} for p in calibration],
+            "Perfect calibration", "mean predicted rate", "observed response rate", top=top, point_radius=3,
+        ) if calibration else None,
+        "calibration_points": calibration,
+    }
+
+
+def _moment(value) -> datetime | None:
+    """An ISO timestamp stored in JSON, as a datetime the template can localise (None if it is not one)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _trained_on_rows(trained_on: dict) -> list[dict]:
+    """What the version was trained on, each value shown for what it is: counts, moments, lists, words."""
+    rows = []
+    for key, value in trained_on.items():
+        row = {"label": key.replace("_", " "), "value": value, "kind": "text"}
+        if _is_number(value):
+            row["kind"] = "number"
+        elif isinstance(value, (list, tuple)):
+            shown = ", ".join(str(v) for v in value[:20])
+            row["value"] = f"{shown}, … ({len(value)} in all)" if len(value) > 20 else (shown or "none")
+        elif isinstance(value, dict):
+            row["value"] = ", ".join(f"{k}: {v}" for k, v in value.items()) or "none"
+        elif _moment(value) is not None and len(value) >= 10:
+            row.update(value=_moment(value), kind="moment")
+        rows.append(row)
+    return rows
 
 
 @require_GET
@@ -68,7 +246,8 @@ def _metric_rows(metrics: dict) -> list[tuple[str, object]]:
 def model_list(request):
     versions = list(ModelVersion.objects.order_by("key", "-version"))
     for v in versions:
-        v.metric_cells = [v.metrics.get(name) for name, _, _ in METRICS]
+        v.metric_cells = [(v.metrics.get(name) if _is_number(v.metrics.get(name)) else None, digits)
+                          for name, _, digits in METRICS]
     keys = [{"key": key, "versions": list(rows)} for key, rows in groupby(versions, key=lambda v: v.key)]
     for group in keys:
         group["champion"] = next((v for v in group["versions"] if v.status == ModelVersion.Status.CHAMPION), None)
@@ -89,13 +268,21 @@ def model_detail(request, pk: int):
         "type": "bar",
         "data": {"labels": [f.get("name", "?") for f in features],
                  "datasets": [{"label": "Importance", "data": [round(float(f.get("importance") or 0), 4) for f in features]}]},
-        "options": {"indexAxis": "y", "scales": {"x": {"beginAtZero": True, "title": {"display": True, "text": "importance"}}}},
+        "options": {"indexAxis": "y", "scales": {"x": {"beginAtZero": True, "title": {"display": True, "text": "importance"}},
+                                                 "y": {"ticks": {"autoSkip": False}}}},
     }
     siblings = ModelVersion.objects.filter(key=version.key)
     can_roll_back = version.status == ModelVersion.Status.CHAMPION and siblings.filter(
         status=ModelVersion.Status.RETIRED, promoted_at__isnull=False, rolled_back_at__isnull=True).exists()
+    sort = request.GET.get("sort", "")
     return render(request, "ml/model_detail.html", {
         "version": version, "metrics": _metric_rows(version.metrics), "features": features, "chart": chart,
+        "chart_height": max(200, 60 + 18 * len(features)),  # every feature gets a readable row
+        "candidates": _candidate_rows(version.metrics), "candidate_columns": CANDIDATE_COLUMNS,
+        "gate": _gate_panel(version.metrics),
+        "exploration": _exploration(version.report, sort=sort, auc=version.metrics.get("auc")),
+        "criteria_columns": CRITERIA_COLUMNS, "sort": sort if sort in dict(CRITERIA_COLUMNS) else "",
+        "trained_on": _trained_on_rows(version.trained_on),
         "children": version.children.order_by("version"), "path": registry.artefact_path(version),
         "champion": siblings.champions().first(), "can_roll_back": can_roll_back,
         "history": [{**e, "at": datetime.fromisoformat(e["at"])} for e in reversed(version.history) if e.get("at")],
