@@ -87,6 +87,7 @@ class CampaignSpec:
     target_cpa: Decimal | None = None
     explore_impressions: int = 200
     explore_days: int = 3
+    attribution_minutes: int = 10  # the simulator's listeners answer within seconds: models can train minutes after launch
 
 
 UPSELL = "Premium upsell — push"
@@ -221,7 +222,8 @@ def store_demo_campaigns() -> dict[str, int]:
         campaign, new = Campaign.objects.get_or_create(name=spec.name, defaults={
             "goal": spec.goal, "status": Campaign.Status.EXPLORING, "total_budget": spec.total_budget,
             "daily_budget": spec.daily_budget, "target_cpa": spec.target_cpa,
-            "explore_impressions": spec.explore_impressions, "explore_days": spec.explore_days})
+            "explore_impressions": spec.explore_impressions, "explore_days": spec.explore_days,
+            "attribution_minutes": spec.attribution_minutes})
         campaigns[spec.name] = campaign
         made["campaigns"] += new
         for ad_spec in spec.ads:

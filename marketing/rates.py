@@ -31,6 +31,7 @@ GOAL_EVENTS = {
 SMOOTHING = 50
 DEFAULT_PRIOR = 0.02
 MODEL_VERSION = "response-rates"
+AWAIT_RETRY = timedelta(minutes=10)
 
 
 def refresh(now: datetime | None = None) -> dict:
@@ -59,7 +60,30 @@ def refresh(now: datetime | None = None) -> dict:
         ResponseRate.objects.bulk_create(rows, update_conflicts=True, unique_fields=["ad", "segment"],
                                          update_fields=["served", "responded", "updated_at"])
     explored = close_exploration(ads.values(), {ad: s for (ad, seg), (s, _) in counts.items() if seg == ""}, now)
-    return {"ads": len(ads), "explored": explored}
+    return {"ads": len(ads), "explored": explored, "trainings": train_awaiting(now)}
+
+
+def train_awaiting(now: datetime) -> int:
+    """Queue a training for campaigns whose ads explored but have no model yet, at most every AWAIT_RETRY.
+
+    The first training after an exploration often finds too few responses whose attribution
+    window has closed; this retries it soon instead of waiting for the scheduled retrain.
+    """
+    from ml.models import ModelVersion
+
+    from .actions import queue_model_training
+    from .learning import campaigns_to_train, model_key
+
+    queued = 0
+    for campaign in Campaign.objects.filter(pk__in=campaigns_to_train()).select_related("model_job"):
+        if ModelVersion.objects.filter(key=model_key(campaign.pk)).exists():
+            continue
+        job = campaign.model_job
+        if job is not None and (not job.is_finished or (job.finished_at and job.finished_at > now - AWAIT_RETRY)):
+            continue
+        queue_model_training(campaign, by=None)
+        queued += 1
+    return queued
 
 
 def close_exploration(ads, impressions: dict[int, int], now: datetime) -> int:

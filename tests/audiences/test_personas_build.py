@@ -270,3 +270,23 @@ def test_an_event_changed_in_place_is_rebuilt_by_the_next_incremental_build(db):
     summary = build(full=False, as_of=as_of + timedelta(minutes=5))
     persona = Persona.objects.get()
     assert summary["customers_rebuilt"] == 1 and persona.spend_90d == Decimal("50.00") and persona.stale is False
+
+
+def test_each_build_snapshots_the_personas_it_changed_for_point_in_time_training(cast):
+    from audiences.models import PersonaSnapshot
+
+    build_personas(as_of=T0)
+    first = {s.customer_id: s for s in PersonaSnapshot.objects.all()}
+    assert set(first) == {cast["lena"].pk, cast["omar"].pk}  # pia has no activity, so no persona
+    assert first[cast["lena"].pk].valid_from == T0
+    assert first[cast["lena"].pk].features["top_genre"] == persona(cast["lena"]).top_genre
+    assert first[cast["lena"].pk].features["plays_7d"] == 1
+
+    act(cast["lena"], ActivityKind.PLAY, T0 + timedelta(minutes=30), cast["rap"])
+    build_personas(as_of=T0 + timedelta(hours=1))
+    lena = PersonaSnapshot.objects.filter(customer=cast["lena"]).order_by("valid_from")
+    assert [(s.valid_from, s.features["plays_7d"]) for s in lena] == [(T0, 1), (T0 + timedelta(hours=1), 2)]
+    assert PersonaSnapshot.objects.filter(customer=cast["omar"]).count() == 1  # unchanged: no new snapshot
+
+    build_personas(as_of=T0 + timedelta(hours=1))  # a retried build at the same time replaces, never duplicates
+    assert PersonaSnapshot.objects.filter(customer=cast["lena"]).count() == 2
