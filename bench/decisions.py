@@ -21,7 +21,9 @@ from each request's scheduled send time, so queueing counts). Afterwards it chec
 served past any count cap or inside any minimum gap.
 
 Prints `name: value` lines on stdout (progress on stderr): decisions_rps, baseline_rps, throughput_ratio
-(goal ≥ 0.5), p50_ms, p99_ms (goal p99 ≤ 50), the non-2xx counts, the decision reasons, caps_exceeded.
+(goal ≥ 0.5), p50_ms, p99_ms (goal p99 ≤ 50), the non-2xx counts, the decision reasons, caps_exceeded; and,
+measured in-process before the HTTP runs, champion_added_p99_ms (goal ≤ 5): the p99 of ordering a model-ranked
+request with the campaigns' champion models minus the p99 with the interim rates (see champion_latency).
 Exits 1 when a cap was exceeded or a saturated run got no successful response; slow is not wrong.
 """
 
@@ -78,6 +80,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379", help="Redis server; the bench picks an empty db")
     parser.add_argument("--profile", action="store_true", help="cProfile 500 in-process decisions (stderr) before the HTTP runs")
     parser.add_argument("--any-database", action="store_true", help="allow a database whose name lacks 'bench'")
+    parser.add_argument("--serving-only", action="store_true",
+                        help="only the in-process figures (queries, the champion's added latency); no gunicorn")
     return parser.parse_args()
 
 
@@ -200,6 +204,83 @@ def profile_decisions(customers: list[str], placements: list[str], n: int = 500)
     out = io.StringIO()
     pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(45)
     log(out.getvalue())
+
+
+def champion_latency(customers: list[str], n: int = 2000) -> dict:
+    """Added latency of scoring with a champion: `decisions.order` on model-ranked requests, interim rates vs champions.
+
+    The champions are real models: for each demo campaign whose ads a plan ranks, its ads are scored on
+    3,000 demo listeners by the simulator's hidden truth (clicks drawn from it), and `ml.automodel.train`
+    picks the best candidate, registered and promoted as the campaign's champion. The same requests are
+    then ordered without champions (the interim per-segment rates) and with them, in this process.
+    """
+    from django.utils import timezone
+
+    from audiences.models import Customer
+    from marketing import decisions, learning, rates, simulator
+    from marketing.models import Ad, Campaign, Placement
+    from ml import automodel, registry, serving
+    from ml.models import ModelVersion
+
+    import pandas as pd
+    import pickle
+
+    now = timezone.now()
+    ranked = rates.ranked_ads()
+    campaigns = Campaign.objects.filter(ads__pk__in=ranked, ads__explored_at__isnull=False).distinct()
+    keys = [learning.model_key(c.pk) for c in campaigns]
+    ModelVersion.objects.filter(key__in=keys).delete()
+    serving.forget()
+    rng = random.Random(3)
+    placements = list(Placement.objects.select_related("channel").all())
+    picks = []
+    for external_id in rng.sample(customers, min(len(customers), 6 * n)):
+        customer = Customer.objects.select_related("persona").get(external_id=external_id)
+        placement = rng.choice(placements)
+        route = decisions.route(customer, placement, now)
+        if route.order == "model" and len(route.ads) > 1 and all(a.explored_at for a in route.ads):
+            picks.append((customer, route))
+        if len(picks) == n:
+            break
+
+    versions = Counter()
+
+    def timed() -> list[float]:
+        out = []
+        versions.clear()
+        for i, (customer, route) in enumerate(picks):
+            started = time.perf_counter()
+            policy = decisions.order(route, customer, random.Random(i), now)
+            out.append(time.perf_counter() - started)
+            versions["champion" if policy.model_version.startswith("campaign:") else "interim"] += 1
+        return out
+
+    timed()  # warm caches (rates, set-up)
+    interim = timed()
+    trained = {}
+    learners = list(Customer.objects.select_related("persona").filter(persona__isnull=False).order_by("?")[:3000])
+    for campaign in campaigns:
+        ads = list(Ad.objects.filter(campaign=campaign, pk__in=ranked).select_related("promoted_item"))
+        rows = []
+        for i, customer in enumerate(learners):
+            ad = ads[i % len(ads)]
+            snapshot = learning.snapshot_now(customer)
+            clicked = rng.random() < simulator.truth(ad.name, campaign.goal, simulator.Profile.of(customer)).click
+            rows.append({"decision_id": str(i), "created_at": now, "served": True, "responded": float(clicked),
+                         **automodel.features(snapshot, learning.ad_features(ad), now)})
+        frame = pd.DataFrame(rows)
+        frame["created_at"] = pd.to_datetime([now.timestamp() - 3000 + i for i in range(len(frame))], unit="s", utc=True)
+        result = automodel.train(frame, min_responses=5)
+        version = registry.register_candidate(learning.model_key(campaign.pk), result.kind, pickle.dumps(result.scorer),
+                                              suffix=".pkl", metrics=result.metrics, campaign_id=campaign.pk)
+        registry.promote(version, by="bench")
+        trained[campaign.name] = f"{result.kind} auc={result.metrics['auc']:.3f}"
+    serving.forget()
+    timed()  # load the champions once per process, as a worker does on its first request
+    champion = timed()
+    return {"requests": len(picks), "models": trained, "by_champion": versions["champion"] / max(len(picks), 1),
+            "interim_p50": percentile(interim, 0.5) * 1000, "interim_p99": percentile(interim, 0.99) * 1000,
+            "champion_p50": percentile(champion, 0.5) * 1000, "champion_p99": percentile(champion, 0.99) * 1000}
 
 
 # -- gunicorn -------------------------------------------------------------------------------------------------
@@ -500,6 +581,18 @@ def main() -> None:
     queries, ms = queries_per_decision(customers, state["placements"])
     figure("queries_per_decision", f"{queries:.1f}")
     figure("inprocess_decision_ms", f"{ms:.2f}")
+    served = champion_latency(customers)
+    for name, model in served["models"].items():
+        log(f"champion of {name}: {model}")
+    figure("model_ranked_requests", served["requests"])
+    figure("share_scored_by_champion", f"{served['by_champion']:.2f}")
+    figure("order_p50_ms_interim", f"{served['interim_p50']:.2f}")
+    figure("order_p99_ms_interim", f"{served['interim_p99']:.2f}")
+    figure("order_p50_ms_champion", f"{served['champion_p50']:.2f}")
+    figure("order_p99_ms_champion", f"{served['champion_p99']:.2f}")
+    figure("champion_added_p99_ms", f"{served['champion_p99'] - served['interim_p99']:.2f}")
+    if args.serving_only:
+        return
 
     client, token = ApiClient.issue(f"bench-decisions-{secrets.token_hex(4)}", ["decisions"])
     client.requests_per_minute = 100_000_000  # the per-client throttle still counts, but never limits the bench

@@ -196,10 +196,12 @@ class Scorer:
     leaf_offsets: np.ndarray | None = None  # gbdt_lr: column of leaf 0 of each tree
     leaf_columns: list[dict[int, int]] | None = None  # gbdt_lr: per tree, leaf id → column
     _encoder: RowEncoder | None = field(default=None, init=False, repr=False)
+    _fast: Any = field(default=None, init=False, repr=False)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         state["_encoder"] = None
+        state["_fast"] = None
         if self.booster is not None:
             state["booster"] = bytes(self.booster.save_raw("ubj"))
         return state
@@ -245,12 +247,70 @@ class Scorer:
         raise ValueError(f"unknown scorer kind {self.kind!r}")
 
     def predict(self, rows: Sequence[dict] | pd.DataFrame) -> np.ndarray:
-        """P(response) per row: dicts from `features` (serving), or a frame of FEATURES (training, reports)."""
+        """P(response) per row: dicts from `features` (serving), or a frame of FEATURES (training, reports).
+
+        Dicts take the serving path: the encoder's cells, then plain Python over the weights and
+        the trees (compiled once per process), which for the handful of ads of a request is
+        several times faster than building a matrix for scikit-learn or xgboost. A test checks
+        both paths agree.
+        """
         if isinstance(rows, pd.DataFrame):
             return self.predict_matrix(self.transform.transform(rows))
         if not rows:
             return np.empty(0)
-        return self.predict_matrix(self.encoder.encode(rows))
+        if self._fast is None:
+            self._fast = _compile(self)
+        weights, trees, base, leaf_columns = self._fast
+        encoder = self.encoder
+        out = []
+        for row in rows:
+            cells = encoder.cells(row)
+            margin = base
+            if trees is not None and leaf_columns is None:  # xgboost: the sum of the trees' leaf values
+                margin += sum(_walk(tree, cells)[1] for tree in trees)
+            else:
+                if trees is not None:  # gbdt_lr: one column per tree's leaf, then the features after them
+                    margin += sum(weights[leaf_columns[t][_walk(tree, cells)[0]]] for t, tree in enumerate(trees))
+                    offset = len(weights) - encoder.width
+                else:
+                    offset = 0
+                margin += sum(weights[offset + i] * v for i, v in cells.items())
+            out.append(margin)
+        return _sigmoid(np.asarray(out, dtype=np.float64))
+
+
+def _compile(scorer: Scorer) -> tuple:
+    """(weights as a list, trees as node dicts or None, base margin, leaf columns) for `Scorer.predict` on dicts."""
+    weights = scorer.coef.tolist() if scorer.coef is not None else []
+    if scorer.booster is None:
+        return weights, None, scorer.intercept, None
+    import json
+
+    frame = scorer.booster.trees_to_dataframe()
+    trees = []
+    for _, tree in frame.groupby("Tree", sort=True):
+        nodes = {}
+        for row in tree.itertuples(index=False):
+            if row.Feature == "Leaf":
+                nodes[int(row.Node)] = (None, float(row.Gain), int(row.Node))
+            else:
+                child = {k: int(str(v).split("-")[1]) for k, v in (("yes", row.Yes), ("no", row.No), ("missing", row.Missing))}
+                nodes[int(row.Node)] = (int(str(row.Feature)[1:]), float(row.Split), child["yes"], child["no"], child["missing"])
+        trees.append(nodes)
+    if scorer.kind == "gbdt_lr":
+        return weights, trees, scorer.intercept, scorer.leaf_columns
+    raw = str(json.loads(scorer.booster.save_config())["learner"]["learner_model_param"]["base_score"])
+    base_score = float(raw.strip("[]").split(",")[0])  # "0.16" in xgboost 2, "[1.6E-1]" (a vector) in 3
+    return weights, trees, math.log(base_score / (1.0 - base_score)), None
+
+
+def _walk(tree: dict, cells: dict[int, float]) -> tuple[int, float]:
+    """(leaf id, leaf value) of a row in one tree; a column the row does not set is missing, as in a sparse matrix."""
+    node = tree[0]
+    while node[0] is not None:
+        value = cells.get(node[0])
+        node = tree[node[4] if value is None else node[2] if value < node[1] else node[3]]
+    return node[2], node[1]
 
 
 # -- training --------------------------------------------------------------------------------------------

@@ -352,6 +352,7 @@ class RowEncoder:
             self._numeric.append((column, [float(e) for e in np.asarray(edges)[1:-1]], n_bins, offset))
             offset += n_bins + 1
         self._labels = {column: bin_labels(edges) for column, edges in transform.edges.items()}
+        self._by_column = {column: (inner, n_bins) for column, inner, n_bins, _ in self._numeric}
         self._categorical = list(transform.categorical)
         self._crosses = [(a, b, f"{a}{CROSS}{b}") for a, b in transform.crosses]
         self._rare: dict[str, set[str]] = {}
@@ -373,12 +374,10 @@ class RowEncoder:
         return text if text.strip() else MISSING
 
     def _member(self, column: str, value) -> str:
-        if column not in self._labels:
+        numeric = self._by_column.get(column)
+        if numeric is None:
             return self._label(value)
-        for name, inner, n_bins, _ in self._numeric:
-            if name == column:
-                return self._labels[column][self._code(value, inner, n_bins)]
-        raise AssertionError(column)
+        return self._labels[column][self._code(value, numeric[0], numeric[1])]
 
     @staticmethod
     def _code(value, inner: list[float], n_bins: int) -> int:
@@ -400,35 +399,39 @@ class RowEncoder:
             return self._index.get(f"{column} = {RARE}")
         return None
 
+    def cells(self, row: dict) -> dict[int, float]:
+        """The non-zero columns of one row: {column index: value}."""
+        cells: dict[int, float] = {}
+        for column, inner, n_bins, offset in self._numeric:
+            cells[offset + self._code(row.get(column), inner, n_bins)] = 1.0
+        for column in self._categorical:
+            index = self._onehot(column, self._label(row.get(column)))
+            if index is not None:
+                cells[index] = 1.0
+        for a, b, name in self._crosses:
+            index = self._onehot(name, f"{self._member(a, row.get(a))}{CROSS}{self._member(b, row.get(b))}")
+            if index is not None:
+                cells[index] = 1.0
+        for column, vocabulary, idf, start in self._text:
+            text = self._label(row.get(column))
+            counts: dict[int, int] = {}
+            if text != MISSING:
+                for tag in split_tags(text):
+                    j = vocabulary.get(tag)
+                    if j is not None:
+                        counts[j] = counts.get(j, 0) + 1
+            if counts:
+                weights = {j: c * idf[j] for j, c in counts.items()}
+                norm = sum(w * w for w in weights.values()) ** 0.5
+                for j, w in weights.items():
+                    cells[start + j] = float(w / norm)
+        return cells
+
     def encode(self, rows: Sequence[dict]) -> sparse.csr_matrix:
         """The feature matrix of `rows` (dicts keyed by column), equal to `transform` of the same frame."""
         indptr, indices, data = [0], [], []
         for row in rows:
-            cells: dict[int, float] = {}
-            for column, inner, n_bins, offset in self._numeric:
-                cells[offset + self._code(row.get(column), inner, n_bins)] = 1.0
-            for column in self._categorical:
-                index = self._onehot(column, self._label(row.get(column)))
-                if index is not None:
-                    cells[index] = 1.0
-            for a, b, name in self._crosses:
-                index = self._onehot(name, f"{self._member(a, row.get(a))}{CROSS}{self._member(b, row.get(b))}")
-                if index is not None:
-                    cells[index] = 1.0
-            for column, vocabulary, idf, start in self._text:
-                value = row.get(column)
-                text = self._label(value)
-                counts: dict[int, int] = {}
-                if text != MISSING:
-                    for tag in split_tags(text):
-                        j = vocabulary.get(tag)
-                        if j is not None:
-                            counts[j] = counts.get(j, 0) + 1
-                if counts:
-                    weights = {j: c * idf[j] for j, c in counts.items()}
-                    norm = sum(w * w for w in weights.values()) ** 0.5
-                    for j, w in weights.items():
-                        cells[start + j] = w / norm
+            cells = self.cells(row)
             for index in sorted(cells):
                 indices.append(index)
                 data.append(cells[index])
