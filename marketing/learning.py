@@ -14,6 +14,12 @@ When: as soon as an ad's exploration ends (rates.close_exploration), every RETRA
 the beat schedule for every serving campaign with model-ranked ads, and on demand from the
 campaign's page.
 
+Online (`update_online`, every minute on the beat schedule): between retrains an FTRL-Proximal
+correction of the champion (ml.automodel.Online: hashed tokens of the champion's own columns, the
+champion's logit as a fixed offset) learns from each decision whose attribution window has closed,
+so a drift (a tired creative, a segment that changed its mind) shows within minutes, not at the
+next retrain. A new champion starts a new correction.
+
 Serve (`scores`): the decision engine asks for each ad's predicted response for the customer
 now; ads whose campaign has a champion are scored by it, in-process (ml.serving loads it once
 per process and reloads it when the champion changes), from the same feature function the
@@ -63,12 +69,15 @@ def ad_features(ad: Ad) -> dict:
 # -- build -----------------------------------------------------------------------------------------------
 
 
-def _logs(campaign: Campaign, now: datetime) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """decisions, outcomes, snapshots, ads for ml.automodel.assemble (the newest MAX decisions of the horizon)."""
+def _logs(campaign: Campaign, now: datetime, after: datetime | None = None,
+          ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """decisions, outcomes, snapshots, ads for ml.automodel.assemble (the newest MAX decisions of the horizon, after `after`)."""
     ads = list(Ad.objects.filter(campaign=campaign).select_related("promoted_item"))
     ad_ids = {a.pk for a in ads}
     placements = set(Ad.placements.through.objects.filter(ad_id__in=ad_ids).values_list("placement_id", flat=True))
     since = now - timedelta(days=settings.MODEL_HORIZON_DAYS)
+    if after is not None:
+        since = max(since, after + timedelta(microseconds=1))
     rows = (Decision.objects.filter(placement_id__in=placements, reason__in=LEARNED, created_at__gte=since, created_at__lte=now)
             .order_by("-created_at").values_list("id", "customer_id", "created_at", "eligible", "chosen", "propensity", "reason")
             [: settings.MODEL_MAX_DECISIONS])
@@ -150,6 +159,60 @@ def build_model(campaign: Campaign, *, now: datetime | None = None, by=None,
             "promoted": promoted, "gate": verdict.reason, "seconds": round(trained.seconds, 2)}
 
 
+def online_key(campaign_id: int) -> str:
+    return f"{model_key(campaign_id)}:online"
+
+
+def update_online(campaign: Campaign, *, now: datetime | None = None) -> dict:
+    """Feed the champion's FTRL correction the decisions whose attribution window closed since its last update.
+
+    One online version per batch champion (key "campaign:N:online", kind FTRL, parent the
+    champion), rewritten in place; a new champion starts a fresh one from its training's end.
+    Idempotent: the cursor (the latest decision learnt from) moves only with the artefact.
+    """
+    now = now or timezone.now()
+    key = model_key(campaign.pk)
+    champion = ModelVersion.objects.champions().filter(key=key).first()
+    if champion is None:
+        return {"skipped": "no champion"}
+    online_version = ModelVersion.objects.champions().filter(key=online_key(campaign.pk)).first()
+    if online_version is not None and online_version.parent_id == champion.pk:
+        online = serving.load(online_version.kind, registry.artefact_path(online_version))
+    else:
+        # From where the batch model's data ended: its decisions whose window was still open were left out then.
+        until = champion.trained_on.get("until")
+        start = (datetime.fromisoformat(until) - timedelta(minutes=champion.trained_on.get("attribution_minutes", 0))
+                 if until else None)
+        online = automodel.Online(base=champion.pk, until=start.isoformat() if start else "")
+        online_version = None
+    after = datetime.fromisoformat(online.until) if online.until else None
+    decisions, outcomes, snapshots, ads = _logs(campaign, now, after=after)
+    rows = automodel.assemble(decisions, outcomes, snapshots, ads, window_seconds=campaign.attribution_minutes * 60, now=now)
+    served = rows[rows["served"].astype(bool)] if len(rows) else rows
+    if online_version is not None and served.empty:
+        return {"events": 0, "version": online_version.pk}
+    scorer = serving.load(champion.kind, registry.artefact_path(champion))
+    if len(served):
+        online.update(scorer, served[automodel.FEATURES].to_dict("records"), served["responded"].to_numpy())
+        online.until = served["created_at"].max().isoformat()
+    trained_on = {"events": int(online.ftrl.events_seen), "until": online.until, "base_version": champion.version}
+    artefact = pickle.dumps(online, protocol=pickle.HIGHEST_PROTOCOL)
+    if online_version is None:
+        online_version = registry.register_candidate(
+            online_key(campaign.pk), ModelVersion.Kind.FTRL, artefact, suffix=".pkl", parent=champion, trained_on=trained_on,
+            notes=f"FTRL-Proximal correction of {key} v{champion.version}, updated every minute from the event stream.",
+            campaign_id=campaign.pk)
+        registry.promote(online_version, by="online updates")
+    else:
+        registry.rewrite(online_version, artefact, trained_on=trained_on)
+    return {"events": int(len(served)), "version": online_version.pk, "seen": int(online.ftrl.events_seen)}
+
+
+def campaigns_with_champions() -> list[int]:
+    return sorted({int(k.split(":")[1]) for k in ModelVersion.objects.champions().filter(key__regex=r"^campaign:[0-9]+$")
+                   .values_list("key", flat=True)})
+
+
 def campaigns_to_train() -> list[int]:
     """Serving campaigns with an explored, model-ranked ad: those a scheduled retrain refreshes."""
     ranked = rates.ranked_ads()
@@ -189,9 +252,15 @@ def scores(ads: Sequence[Ad], customer: Customer, now: datetime, segment: str) -
             continue
         if snapshot is None:
             snapshot = snapshot_now(customer) or {}
-        p = model.predict([automodel.features(snapshot or None, ad_features(ad), now) for ad in group])
+        rows = [automodel.features(snapshot or None, ad_features(ad), now) for ad in group]
+        p = model.predict(rows)
+        label = f"{key} v{serving.champion_number(key)}"
+        online = serving.champion(online_key(campaign_id))
+        if online is not None and online.base == serving.champion_version_id(key):
+            p = online.predict(model, rows, base=p)
+            label += "+online"
         out.update({ad.pk: float(v) for ad, v in zip(group, p)})
-        versions.append(f"{key} v{serving.champion_number(key)}")
+        versions.append(label)
     if leftover:
         out.update(rates.predict(leftover, segment))
         versions.append(rates.MODEL_VERSION)

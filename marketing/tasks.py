@@ -51,3 +51,15 @@ def retrain_models() -> int:
     for campaign in Campaign.objects.filter(pk__in=ids):
         queue_model_training(campaign, by=None)
     return len(ids)
+
+
+@shared_task(name="marketing.update_online_models", acks_late=True, ignore_result=True)
+def update_online_models() -> dict:
+    """Every minute: each champion's FTRL correction learns from the decisions whose window closed (idempotent: a cursor)."""
+    from . import learning
+    from .models import Campaign
+
+    done = {}
+    for campaign in Campaign.objects.filter(pk__in=learning.campaigns_with_champions()):
+        done[campaign.pk] = learning.update_online(campaign)
+    return done

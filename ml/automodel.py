@@ -202,6 +202,7 @@ class Scorer:
         state = dict(self.__dict__)
         state["_encoder"] = None
         state["_fast"] = None
+        state.pop("_names_cache", None)
         if self.booster is not None:
             state["booster"] = bytes(self.booster.save_raw("ubj"))
         return state
@@ -216,6 +217,12 @@ class Scorer:
             loaded.set_param({"nthread": 1})  # scoring a few rows: threads cost more than they save
             state["booster"] = loaded
         self.__dict__.update(state)
+
+    def _names(self) -> list[str]:
+        names = self.__dict__.get("_names_cache")
+        if names is None:
+            names = self.__dict__["_names_cache"] = self.transform.get_feature_names()
+        return names
 
     @property
     def encoder(self) -> RowEncoder:
@@ -311,6 +318,60 @@ def _walk(tree: dict, cells: dict[int, float]) -> tuple[int, float]:
         value = cells.get(node[0])
         node = tree[node[4] if value is None else node[2] if value < node[1] else node[3]]
     return node[2], node[1]
+
+
+# -- online updates between retrains --------------------------------------------------------------------
+
+
+@dataclass
+class Online:
+    """FTRL-Proximal on hashed features, learning a correction on top of a batch model between its retrains.
+
+    Each row's tokens are the names of the batch model's non-zero columns (its bins, categories,
+    crosses and tags: "ad × segment = 3 × loyal", ("ad_tags: k-pop", 0.7)), and the batch model's
+    logit is a fixed offset: a fresh Online predicts exactly what the batch model does, and the
+    weights move only as the event stream shows where it is off (a new trend, a drifting segment).
+    `base` is the batch version it corrects; a new champion starts a new Online.
+    """
+
+    base: int
+    ftrl: Any = None
+    until: str = ""  # the latest decision time learnt from (ISO), the cursor of the next update
+
+    def __post_init__(self) -> None:
+        if self.ftrl is None:
+            from .ftrl import FTRL
+
+            # A slow rate and a light L1: the many tokens every row of an ad shares move together, and a fast
+            # rate overshoots along them (bench and test: alpha 0.05 put a 0.30 group at 0.41).
+            self.ftrl = FTRL(bits=18, alpha=0.01, beta=1.0, l1=0.1, l2=1.0)
+
+    @staticmethod
+    def tokens(scorer: Scorer, rows: Sequence[dict]) -> list[list]:
+        names = scorer._names()
+        encoder = scorer.encoder
+        return [[names[i] if v == 1.0 else (names[i], v) for i, v in encoder.cells(row).items()] for row in rows]
+
+    def predict(self, scorer: Scorer, rows: Sequence[dict], base: np.ndarray | None = None) -> np.ndarray:
+        p = scorer.predict(rows) if base is None else base
+        return self.ftrl.predict_proba(self.tokens(scorer, rows), offset=_logit(p))
+
+    # Mini-batches of FTRL sum the gradients of a batch computed with the same weights: with few distinct
+    # rows (a campaign's handful of ads and segments) big batches overshoot, small ones track the stream.
+    BATCH = 20
+
+    def update(self, scorer: Scorer, rows: Sequence[dict], y: np.ndarray) -> np.ndarray:
+        """Learn from rows with outcomes, in order; returns the predictions made before learning from each."""
+        tokens, y = self.tokens(scorer, rows), np.asarray(y, dtype=np.float64)
+        offset = _logit(scorer.predict(rows))
+        out = [self.ftrl.update(tokens[at:at + self.BATCH], y[at:at + self.BATCH], offset=offset[at:at + self.BATCH])
+               for at in range(0, len(tokens), self.BATCH)]
+        return np.concatenate(out) if out else np.empty(0)
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    p = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    return np.log(p / (1 - p))
 
 
 # -- training --------------------------------------------------------------------------------------------

@@ -188,14 +188,19 @@ class FTRL:
         shrunk = np.sign(z) * np.maximum(np.abs(z) - l1, 0.0)
         return -shrunk / ((self.beta + np.sqrt(n)) / self.alpha + self.l2)
 
-    def predict_proba(self, batch: Sequence[Event] | HashedBatch) -> np.ndarray:
-        """P(y = 1) for each event of the batch."""
+    def predict_proba(self, batch: Sequence[Event] | HashedBatch, offset: np.ndarray | None = None) -> np.ndarray:
+        """P(y = 1) for each event of the batch.
+
+        `offset`: a fixed margin per event added to the model's (e.g. a batch model's logit), so the
+        weights learn a correction on top of it — xgboost's base_margin, for FTRL.
+        """
         hashed = self.hashing.transform(batch)
         uniq, inv = np.unique(hashed.indices, return_inverse=True)
         w = self._weights(self.z[uniq], self.n[uniq], self.l1)
-        return _sigmoid(self._margins(hashed, w[inv]))
+        return _sigmoid(self._margins(hashed, w[inv]) + (0.0 if offset is None else np.asarray(offset, dtype=np.float64)))
 
-    def update(self, batch: Sequence[Event] | HashedBatch, y: Sequence[float] | np.ndarray) -> np.ndarray:
+    def update(self, batch: Sequence[Event] | HashedBatch, y: Sequence[float] | np.ndarray,
+               offset: np.ndarray | None = None) -> np.ndarray:
         """Learn from one mini-batch of outcomes; returns the predictions made *before* learning from it."""
         hashed = self.hashing.transform(batch)
         y = np.asarray(y, dtype=np.float64)
@@ -204,7 +209,7 @@ class FTRL:
         uniq, inv = np.unique(hashed.indices, return_inverse=True)
         z, n = self.z[uniq], self.n[uniq]
         w = self._weights(z, n, self.l1)
-        p = _sigmoid(self._margins(hashed, w[inv]))
+        p = _sigmoid(self._margins(hashed, w[inv]) + (0.0 if offset is None else np.asarray(offset, dtype=np.float64)))
 
         residual = p - y  # d(log loss)/d(margin), per event
         g = np.repeat(residual, np.diff(hashed.indptr))

@@ -172,6 +172,7 @@ class ModelVersion(models.Model):
     parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children")
     trained_on = models.JSONField(default=dict, blank=True, help_text="rows, window …")
     report = models.JSONField(default=dict, blank=True, help_text="The variable exploration report: criteria, bins, ROC, calibration")
+    revision = models.PositiveIntegerField(default=0, help_text="Bumped when an online model's artefact is rewritten in place")
     created_at = models.DateTimeField(auto_now_add=True)
     promoted_at = models.DateTimeField(null=True, blank=True)
     retired_at = models.DateTimeField(null=True, blank=True)

@@ -166,3 +166,18 @@ def roll_back(key: str, *, by=None) -> ModelVersion:
         if not previous:
             raise Refused(f"{key} has no earlier champion to roll back to.")
         return _make_champion(max(previous, key=lambda r: (r.promoted_at, r.pk)), rows, "rolled back to", by)
+
+
+def rewrite(version: ModelVersion, artefact: bytes, *, trained_on: dict) -> ModelVersion:
+    """Replace an online model's artefact in place (atomically) and bump its revision, so serving reloads it.
+
+    For models updated continuously (FTRL between retrains): one version per batch champion,
+    not one per minute. The file is replaced before the row, so a reader that sees the new
+    revision finds the new file.
+    """
+    from django.db.models import F
+
+    _write_atomically(artefact_path(version), artefact)
+    ModelVersion.objects.filter(pk=version.pk).update(revision=F("revision") + 1, trained_on=trained_on)
+    version.refresh_from_db(fields=["revision", "trained_on"])
+    return version

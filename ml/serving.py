@@ -1,8 +1,9 @@
 """The champion model of a key, loaded once per process and reloaded when the champion changes.
 
 A process asks the database which version is champion at most once every CHECK_SECONDS
-per key (one indexed query), so a promotion made by another process (the web, a worker)
-is picked up within that time whatever the cache backend; in the process that promoted,
+per key (one indexed query), so a promotion made by another process (the web, a worker), or
+an online model rewritten in place (its revision moves), is picked up within that time
+whatever the cache backend; in the process that promoted,
 the registry calls `forget` after commit and the change is seen at once.
 
 Heavy libraries (xgboost, sklearn through pickle) are imported only when a model loads.
@@ -42,6 +43,8 @@ def _load_xgboost(path: Path) -> Any:
 
 
 def _load_ftrl(path: Path) -> Any:
+    if path.suffix == ".pkl":  # an automodel.Online: FTRL with the batch version it corrects
+        return _load_pickle(path)
     from .ftrl import FTRL
 
     return FTRL.from_bytes(path.read_bytes())
@@ -70,16 +73,18 @@ class _Loaded:
     model: Any
     checked_at: float
     number: int | None = None
+    revision: int = 0
 
 
 _loaded: dict[str, _Loaded] = {}
 _lock = threading.Lock()
 
 
-def _champion_id(key: str) -> int | None:
+def _champion_id(key: str) -> tuple[int, int] | None:
+    """(id, revision) of the key's champion: a new champion, or an online model rewritten in place, reloads."""
     from .models import ModelVersion
 
-    return ModelVersion.objects.champions().filter(key=key).values_list("pk", flat=True).first()
+    return ModelVersion.objects.champions().filter(key=key).values_list("pk", "revision").first()
 
 
 def champion(key: str) -> Any | None:
@@ -88,13 +93,14 @@ def champion(key: str) -> Any | None:
     now = time.monotonic()
     if entry is not None and now - entry.checked_at < CHECK_SECONDS:
         return entry.model
-    version_id = _champion_id(key)
-    if entry is not None and entry.version_id == version_id:
+    found = _champion_id(key)
+    version_id, revision = found if found is not None else (None, 0)
+    if entry is not None and (entry.version_id, entry.revision) == (version_id, revision):
         entry.checked_at = now
         return entry.model
     with _lock:  # one thread loads; the others wait for it rather than load the same file
         entry = _loaded.get(key)
-        if entry is not None and entry.version_id == version_id:
+        if entry is not None and (entry.version_id, entry.revision) == (version_id, revision):
             return entry.model
         model = number = None
         if version_id is not None:
@@ -104,7 +110,7 @@ def champion(key: str) -> Any | None:
             version = ModelVersion.objects.get(pk=version_id)
             model = load(version.kind, artefact_path(version))
             number = version.version
-        _loaded[key] = _Loaded(version_id, model, time.monotonic(), number)
+        _loaded[key] = _Loaded(version_id, model, time.monotonic(), number, revision)
         return model
 
 

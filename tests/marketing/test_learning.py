@@ -148,3 +148,34 @@ def test_the_whole_loop_explore_train_gate_champion_serve_runs_in_a_worker(world
     serving.forget()
     served = traffic(world, 100, start=NOW + timedelta(minutes=1), seed=4)
     assert f"campaign:{world['campaign'].pk} v1" in {d.model_version for d in served}
+
+
+def test_between_retrains_an_online_correction_follows_a_drift_and_decisions_use_it(world):
+    traffic(world, 1500, start=START)
+    first = learning.build_model(world["campaign"], now=NOW)
+    assert first["promoted"]
+    assert learning.update_online(world["campaign"], now=NOW)["events"] == 0  # nothing new has matured yet
+    online = ModelVersion.objects.get(key=learning.online_key(world["campaign"].pk))
+    assert online.status == ModelVersion.Status.CHAMPION and online.parent_id == first["version"] and online.kind == "ftrl"
+    # The drift: the family plan stops working for loyal listeners.
+    TRUTH[("loyal", "family")] = 0.01
+    try:
+        rates.refresh(NOW)
+        later = NOW + timedelta(hours=1)
+        drifted = traffic(world, 1200, start=later, seed=5)
+        done = learning.update_online(world["campaign"], now=later + timedelta(hours=8))
+    finally:
+        TRUTH[("loyal", "family")] = 0.40
+    online.refresh_from_db()
+    matured = sum(1 for d in drifted if d.chosen)
+    assert done["events"] == matured and online.trained_on["events"] == matured and online.revision == 1
+    loyal = Customer.objects.select_related("persona").get(pk=world["people"][1].pk)
+    family = Ad.objects.select_related("campaign", "promoted_item").get(name="family")
+    serving.forget()
+    scores, version = learning.scores([family], loyal, later, "loyal")
+    assert version == f"campaign:{world['campaign'].pk} v1+online"
+    batch = serving.champion(learning.model_key(world["campaign"].pk)).predict(
+        [automodel.features(learning.snapshot_now(loyal), learning.ad_features(family), later)])[0]
+    assert batch > 0.1 and scores[family.pk] < batch / 2, (batch, scores)  # the batch model still believes in it
+    again = learning.update_online(world["campaign"], now=later + timedelta(hours=8))
+    assert again["events"] == 0  # the cursor moved: nothing is learnt twice

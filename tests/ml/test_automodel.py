@@ -184,3 +184,29 @@ def test_the_gate_refuses_a_policy_worse_than_the_incumbent_and_one_without_evid
     assert not same.passed  # equal policies: a difference of exactly zero is not "better"
     few = automodel.gate(rows.head(60), true_rates[:60], None)
     assert not few.passed and "needs 30" in few.reason
+
+
+def test_online_updates_start_from_the_batch_model_and_follow_a_drift():
+    decisions, outcomes, snaps, segments = exploration_log(2000)
+    rows = automodel.assemble(decisions, outcomes, snaps, ADS, window_seconds=600, now=T0 + timedelta(days=3))
+    scorer = automodel.train(rows, candidates=("logistic",)).scorer
+    online = automodel.Online(base=1)
+    dicts = rows[rows["served"]][automodel.FEATURES].to_dict("records")
+    assert np.allclose(online.predict(scorer, dicts[:50]), scorer.predict(dicts[:50]))  # nothing learnt: the batch model
+    # The drift: the family plan (ad 2) stops working for loyal listeners; everything else stays as it was.
+    rng = np.random.default_rng(8)
+
+    def drifted(row):
+        rate = 0.01 if (row["ad"], row["segment"]) == ("2", "loyal") else truth(row["segment"], int(row["ad"]))
+        return float(rng.random() < rate)
+
+    stream = [dicts[i % len(dicts)] for i in rng.permutation(6000)]
+    for at in range(0, len(stream), 200):
+        batch = stream[at:at + 200]
+        online.update(scorer, batch, np.array([drifted(r) for r in batch]))
+    loyal_family = [r for r in dicts if (r["ad"], r["segment"]) == ("2", "loyal")][:20]
+    casual_student = [r for r in dicts if (r["ad"], r["segment"]) == ("1", "casual")][:20]
+    assert scorer.predict(loyal_family).mean() > 0.2  # the batch model still believes the old truth
+    assert online.predict(scorer, loyal_family).mean() < 0.1
+    assert abs(online.predict(scorer, casual_student).mean() - 0.30) < 0.08  # unchanged where nothing drifted
+    assert online.ftrl.events_seen == 6000
