@@ -1,6 +1,12 @@
 """Off-policy gate on real logs: estimate ZOZOTOWN's Thompson-sampling policy from the uniform-random log alone.
 
-    .venv/bin/python bench/obd.py [--data DIR] [--campaign all] [--draws 100000] [--folds 5]
+    .venv/bin/python bench/obd.py [--data DIR] [--campaign all] [--draws 100000] [--folds 5] [--files]
+
+By default the logs go through the product first: `manage.py import_obd` imports both logs as
+decisions (logged propensities, positions in their context) and click events into a fresh SQLite
+database in a temporary folder (or DATABASE_URL when set: use a database of its own), and the
+estimators read them back from the Decision and Event tables; `rows_match_files: 1` checks that
+what came back is the CSV row for row. `--files` reads the CSVs directly instead.
 
 Data: the Open Bandit Dataset sample (Saito et al., NeurIPS 2021 Datasets & Benchmarks),
 ../shared/data/open-bandit-dataset, read in place. Two logs of the same widget and week, run
@@ -68,6 +74,44 @@ def load(data: Path, policy: str, campaign: str) -> pd.DataFrame:
     return frame
 
 
+def load_from_database(data: Path, campaign: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Import both logs with `manage.py import_obd`, then read them back as decisions and click events."""
+    import os
+    import tempfile
+    from io import StringIO
+
+    if not os.environ.get("DATABASE_URL"):
+        folder = tempfile.mkdtemp(prefix="encore-obd-")
+        os.environ["ENCORE_VAR_DIR"] = folder
+        os.environ["DATABASE_URL"] = f"sqlite:///{folder}/obd.sqlite3"
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DEBUG", "true")
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    from marketing.models import Event
+    from marketing.obd import logged_decisions
+
+    call_command("migrate", verbosity=0)
+    out = StringIO()
+    call_command("import_obd", "--campaign", campaign, "--policies", "random,bts", "--data-dir", str(data), stdout=out)
+    print(out.getvalue().strip(), file=sys.stderr)
+    frames = []
+    for policy in ("random", "bts"):
+        decisions = logged_decisions(campaign, policy)
+        clicked = set(Event.objects.filter(decision__in=decisions, type=Event.Type.CLICK).values_list("decision_id", flat=True))
+        rows = [(c["obd"]["row"], c["obd"]["item"], c["position"], int(pk in clicked), p)
+                for pk, c, p in decisions.values_list("pk", "context", "propensity")]
+        frame = pd.DataFrame(rows, columns=["row", "item_id", "position", "click", "propensity_score"]).set_index("row")
+        frame = frame.sort_index()
+        frame.index.name = None
+        frame["slot"] = frame["position"] - 1
+        frames.append(frame)
+    return frames[0], frames[1]
+
+
 def bts_policy(data: Path, campaign: str, draws: int) -> np.ndarray:
     """(items, 3): P(BTS shows item i at position k), by Monte Carlo from ZOZOTOWN's prior."""
     prior = yaml.safe_load((data / "bts_prior.yaml").read_text())[campaign]
@@ -113,11 +157,21 @@ def main() -> None:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--shrink", type=float, default=100.0)
     parser.add_argument("--bootstrap", type=int, default=2000)
+    parser.add_argument("--files", action="store_true", help="read the CSVs directly, not through import_obd")
     args = parser.parse_args()
     started = time.perf_counter()
 
     random_log = load(args.data, "random", args.campaign)
     bts_log = load(args.data, "bts", args.campaign)
+    if not args.files:
+        from_db = load_from_database(args.data, args.campaign)
+        columns = ["item_id", "position", "click", "propensity_score", "slot"]
+        same = all(len(db) == len(f) and (db.index == f.index).all() and np.allclose(db[columns].to_numpy(dtype=float),
+                                                                                      f[columns].to_numpy(dtype=float))
+                   for db, f in zip(from_db, (random_log, bts_log)))
+        print("source: decisions and events imported by manage.py import_obd")
+        print(f"rows_match_files: {int(same)}")
+        random_log, bts_log = from_db
     n_items = int(pd.read_csv(args.data / "random" / args.campaign / "item_context.csv").shape[0])
     print(f"computing BTS probabilities from its prior ({args.draws} draws)...", file=sys.stderr)
     policy = bts_policy(args.data, args.campaign, args.draws)
