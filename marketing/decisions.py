@@ -99,7 +99,9 @@ class Policy:
     scores: dict[int, float] = field(default_factory=dict)
     unfit: dict[int, float] = field(default_factory=dict)  # ads the fit check left out, with their prediction
     model_version: str = ""
-    allocation: dict[int, float] = field(default_factory=dict)  # the bandit's share per fit ad (model branch)
+    # The model branch's policy: per scoring variant (champion, challenger), its share of requests and the
+    # bandit's allocation over the ads it found fit. The propensity mixes them (see `propensity`).
+    mixture: list[tuple[float, dict[int, float], dict[int, float]]] = field(default_factory=list)
 
 
 def segment_of(customer: Customer) -> str:
@@ -154,18 +156,40 @@ def order(route_: Route, customer: Customer, rng: random.Random, now: datetime |
     if route_.order == "model" and any(a.explored_at is None for a in ads):
         rng.shuffle(ads)
         return Policy(ads, Decision.Reason.EXPLORE)
-    scores, version = {}, ""
+    variants = []
     if ads and (route_.order == "model" or threshold is not None):
-        scores, version = learning.scores(ads, customer, now or timezone.now(), segment_of(customer))
+        variants = learning.variants(ads, customer, now or timezone.now(), segment_of(customer))
+    chosen = variants[0] if variants else None
+    if len(variants) > 1:  # champion or challenger, by their shares
+        x, acc = rng.random(), 0.0
+        for variant in variants:
+            acc += variant.share
+            if x < acc:
+                chosen = variant
+                break
+        else:
+            chosen = variants[-1]
+    scores, version = (chosen.scores, chosen.label) if chosen else ({}, "")
+
+    def fit_of(found: dict[int, float]) -> list[Ad]:
+        return [a for a in ads if threshold is None or found[a.pk] >= threshold]
+
     unfit = {a.pk: scores[a.pk] for a in ads if threshold is not None and scores[a.pk] < threshold}
     fit = [a for a in ads if a.pk not in unfit]
     if route_.order == "model":
         epsilon = plan.epsilon if plan else 0.0
-        allocation = allocate(fit, scores, rng) if fit else {}
+        mixture = []
+        allocation = {}
+        for variant in variants:
+            found = fit_of(variant.scores)
+            shares = allocate(found, variant.scores, rng) if found else {}
+            mixture.append((variant.share, shares, variant.scores))
+            if variant is chosen:
+                allocation = shares
         if rng.random() < epsilon:
             rng.shuffle(ads)
-            return Policy(ads, Decision.Reason.EXPLORE, epsilon, scores, {}, version, allocation)
-        return Policy(_draw_order(fit, allocation, scores, rng), Decision.Reason.MODEL, epsilon, scores, unfit, version, allocation)
+            return Policy(ads, Decision.Reason.EXPLORE, epsilon, scores, {}, version, mixture)
+        return Policy(_draw_order(fit, allocation, scores, rng), Decision.Reason.MODEL, epsilon, scores, unfit, version, mixture)
     if route_.order == "priority":  # ties in random order, so equal ads share the traffic
         fit.sort(key=lambda a: (-a.priority, rng.random()))
         return Policy(fit, Decision.Reason.PRIORITY, 0.0, scores, unfit)
@@ -176,7 +200,8 @@ def propensity(policy: Policy, eligible: Sequence[Ad], first: Ad | None, thresho
     """P(the logging policy put `first` in the first slot), given the ads the caps allowed.
 
     Model-ranked: ε uniform over the eligible ads, plus 1 − ε times the first ad's share of the
-    bandit's allocation over the eligible fit ads (the Plackett–Luce draw makes it exactly that).
+    bandit's allocation over the eligible fit ads (the Plackett–Luce draw makes it exactly that),
+    averaged over the scoring variants (champion, challenger) with their shares of requests.
     """
     if first is None or policy.reason == Decision.Reason.TARGETED:
         return 1.0
@@ -186,13 +211,15 @@ def propensity(policy: Policy, eligible: Sequence[Ad], first: Ad | None, thresho
     uniform = 1.0 / len(eligible)
     if not policy.scores:  # still exploring: uniform is the whole policy
         return uniform
-    fit = [a for a in eligible if a.pk in policy.allocation]
-    total = sum(policy.allocation[a.pk] for a in fit)
-    if total > 0:
-        model = policy.allocation.get(first.pk, 0.0) / total
-    else:
-        best = min(fit, key=lambda a: (-policy.scores[a.pk], a.pk)) if fit else None
-        model = 1.0 if best is not None and best.pk == first.pk else 0.0
+    model = 0.0
+    for share, allocation, scores in policy.mixture:
+        fit = [a for a in eligible if a.pk in allocation]
+        total = sum(allocation[a.pk] for a in fit)
+        if total > 0:
+            model += share * allocation.get(first.pk, 0.0) / total
+        else:
+            best = min(fit, key=lambda a: (-scores[a.pk], a.pk)) if fit else None
+            model += share * (1.0 if best is not None and best.pk == first.pk else 0.0)
     return policy.epsilon * uniform + (1 - policy.epsilon) * model
 
 

@@ -29,9 +29,11 @@ training rows came from; the others keep the interim per-segment rates (rates.pr
 from __future__ import annotations
 
 import pickle
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Callable, Sequence
 
+import numpy as np
 import pandas as pd
 from django.conf import settings
 from django.db.models import Q
@@ -39,7 +41,7 @@ from django.utils import timezone
 
 from audiences.models import Customer, Persona, PersonaSnapshot
 from audiences.personas import snapshot_of
-from ml import automodel, registry, serving
+from ml import automodel, bandits, registry, serving
 from ml.models import ModelVersion
 
 from . import rates
@@ -232,18 +234,32 @@ def snapshot_now(customer: Customer) -> dict | None:
     return snapshot_of(persona, customer)
 
 
-def scores(ads: Sequence[Ad], customer: Customer, now: datetime, segment: str) -> tuple[dict[int, float], str]:
-    """Each ad's predicted response for this customer now, and the model versions that said so.
+@dataclass
+class Variant:
+    """One way of scoring a request's ads, and the share of requests it gets."""
 
-    Ads of a campaign with a champion are scored by it; the rest by the interim rates.
+    share: float
+    scores: dict[int, float]
+    label: str  # the model versions that scored, for the decision log
+
+
+def variants(ads: Sequence[Ad], customer: Customer, now: datetime, segment: str) -> list[Variant]:
+    """How this request's ads may be scored: the champions (with their online corrections), and a challenger.
+
+    Ads of a campaign with a champion are scored by it; the rest by the interim rates. When a
+    campaign has a challenger (its newest candidate, registered after the champion was promoted:
+    one the gate could not yet show better), a second variant scores that campaign's ads with it,
+    and the two share the traffic by Thompson sampling on the responses each has had since,
+    the challenger never under CHALLENGER_FLOOR (one challenger per request: the first campaign's).
     """
     by_campaign: dict[int, list[Ad]] = {}
     for ad in ads:
         by_campaign.setdefault(ad.campaign_id, []).append(ad)
     out: dict[int, float] = {}
-    versions = []
+    labels = []
     leftover: list[Ad] = []
     snapshot = None
+    contender = None
     for campaign_id, group in by_campaign.items():
         key = model_key(campaign_id)
         model = serving.champion(key)
@@ -260,11 +276,83 @@ def scores(ads: Sequence[Ad], customer: Customer, now: datetime, segment: str) -
             p = online.predict(model, rows, base=p)
             label += "+online"
         out.update({ad.pk: float(v) for ad, v in zip(group, p)})
-        versions.append(label)
+        labels.append(label)
+        if contender is None:
+            found = serving.challenger(key)
+            if found is not None:
+                contender = (found, group, rows, label, f"{key} v{found.number}")
     if leftover:
         out.update(rates.predict(leftover, segment))
-        versions.append(rates.MODEL_VERSION)
-    return out, " + ".join(versions)[:40]
+        labels.append(rates.MODEL_VERSION)
+    champion = Variant(1.0, out, " + ".join(labels)[:40])
+    if contender is None:
+        return [champion]
+    found, group, rows, champion_label, label = contender
+    other = dict(out)
+    other.update({ad.pk: float(v) for ad, v in zip(group, found.model.predict(rows))})
+    share = challenger_share(found)
+    champion.share = 1.0 - share
+    return [champion, Variant(share, other, " + ".join(label if x == champion_label else x for x in labels)[:40])]
+
+
+PRIOR_STRENGTH = 50  # pseudo-decisions of the versions' shared prior
+
+
+def challenger_share(found: serving.Challenger) -> float:
+    """The challenger's share of traffic: Thompson sampling between the two versions, within [floor, cap].
+
+    Both versions start from the same prior (the champion's validation response rate, worth
+    PRIOR_STRENGTH decisions), so the split follows only what each has earned since the
+    challenger came. The cap keeps a version the gate could not show better from taking over
+    before the gate promotes it; the floor keeps it learning. Memoised per counts.
+    """
+    counts = (found.champion_traffic, found.traffic)
+    memo = getattr(found, "_share", None)
+    if memo is not None and memo[0] == counts:
+        return memo[1]
+    a, b = 1 + PRIOR_STRENGTH * found.prior_rate, 1 + PRIOR_STRENGTH * (1 - found.prior_rate)
+    arms = [bandits.Arm(name, r, s - r, a, b) for name, (s, r) in zip(("champion", "challenger"), counts)]
+    shares = bandits.allocate(arms, floor=settings.CHALLENGER_FLOOR, rng=np.random.default_rng(0), draws=20_000)
+    share = min(float(shares[1]), settings.CHALLENGER_CAP)
+    found._share = (counts, share)
+    return share
+
+
+def scores(ads: Sequence[Ad], customer: Customer, now: datetime, segment: str) -> tuple[dict[int, float], str]:
+    """Each ad's predicted response for this customer now by the champions (or the interim rates), and who said so."""
+    first = variants(ads, customer, now, segment)[0]
+    return first.scores, first.label
+
+
+def record_traffic(now: datetime) -> int:
+    """Count, per champion with a challenger, what each version served and how often it was answered since the challenger came.
+
+    Called by the minute's refresh; the counts go to `metrics["traffic"]` of both versions, where
+    serving reads them for the split (ml.serving.challenger).
+    """
+    counted = 0
+    for campaign_id in campaigns_with_champions():
+        key = model_key(campaign_id)
+        champion = ModelVersion.objects.champions().filter(key=key).first()
+        challenger = (ModelVersion.objects.candidates().filter(key=key, created_at__gt=champion.promoted_at)
+                      .order_by("-version").first() if champion and champion.promoted_at else None)
+        if challenger is None:
+            continue
+        campaign = Campaign.objects.get(pk=campaign_id)
+        window = timedelta(minutes=campaign.attribution_minutes)
+        logged = Decision.objects.filter(reason=Decision.Reason.MODEL, created_at__gte=challenger.created_at,
+                                         created_at__lte=now - window, placement__ads__campaign=campaign).distinct()
+        answered = set(Event.objects.filter(campaign=campaign, type__in=rates.GOAL_EVENTS[campaign.goal],
+                                            occurred_at__gte=challenger.created_at, decision__isnull=False)
+                       .values_list("decision_id", flat=True))
+        for version in (champion, challenger):
+            prefix = f"{key} v{version.version}"
+            ids = [pk for pk, label in logged.values_list("pk", "model_version")
+                   if label == prefix or label.startswith(prefix + "+") or label.startswith(prefix + " ")]
+            traffic = {"served": len(ids), "responded": sum(1 for pk in ids if pk in answered), "at": now.isoformat()}
+            ModelVersion.objects.filter(pk=version.pk).update(metrics={**version.metrics, "traffic": traffic})
+        counted += 1
+    return counted
 
 
 def arm_strength(ads: Sequence[Ad]) -> dict[int, float]:

@@ -60,7 +60,9 @@ def refresh(now: datetime | None = None) -> dict:
         ResponseRate.objects.bulk_create(rows, update_conflicts=True, unique_fields=["ad", "segment"],
                                          update_fields=["served", "responded", "updated_at"])
     explored = close_exploration(ads.values(), {ad: s for (ad, seg), (s, _) in counts.items() if seg == ""}, now)
-    return {"ads": len(ads), "explored": explored, "trainings": train_awaiting(now)}
+    from .learning import record_traffic
+
+    return {"ads": len(ads), "explored": explored, "trainings": train_awaiting(now), "challengers": record_traffic(now)}
 
 
 def train_awaiting(now: datetime) -> int:

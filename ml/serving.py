@@ -131,5 +131,60 @@ def forget(key: str | None = None) -> None:
     with _lock:
         if key is None:
             _loaded.clear()
+            _challengers.clear()
         else:
             _loaded.pop(key, None)
+            _challengers.pop(key, None)
+
+
+@dataclass
+class Challenger:
+    """The newest candidate of a key registered after its champion was promoted, and both versions' live traffic."""
+
+    version_id: int
+    number: int
+    model: Any
+    champion_traffic: tuple[int, int]  # (served, responded) by the champion since the challenger came
+    traffic: tuple[int, int]
+    prior_rate: float = 0.05  # the champion's response rate at validation: both versions' prior mean
+
+
+_challengers: dict[str, tuple[float, Challenger | None]] = {}
+
+
+def challenger(key: str) -> Challenger | None:
+    """The key's challenger (None when it has none), re-read at most every CHECK_SECONDS, its model loaded once.
+
+    Traffic counts come from `metrics["traffic"]` of both versions (written by the minute's refresh).
+    """
+    now = time.monotonic()
+    held = _challengers.get(key)
+    if held is not None and now - held[0] < CHECK_SECONDS:
+        return held[1]
+    from .models import ModelVersion
+    from .registry import artefact_path
+
+    champion = (ModelVersion.objects.champions().filter(key=key)
+                .values_list("promoted_at", "metrics__traffic", "metrics__base_rate").first())
+    found = None
+    if champion is not None and champion[0] is not None:
+        found = (ModelVersion.objects.candidates().filter(key=key, created_at__gt=champion[0]).order_by("-version")
+                 .values_list("pk", "version", "kind", "artefact", "metrics__traffic").first())
+    if found is None:
+        _challengers[key] = (now, None)
+        return None
+    pk, number, kind, artefact, traffic = found
+    previous = held[1] if held is not None else None
+    model = previous.model if previous is not None and previous.version_id == pk else None
+    if model is None:
+        version = ModelVersion(pk=pk, key=key, kind=kind, artefact=artefact)
+        model = load(kind, artefact_path(version))
+
+    def counts(value) -> tuple[int, int]:
+        value = value or {}
+        return int(value.get("served", 0)), int(value.get("responded", 0))
+
+    rate = champion[2] if isinstance(champion[2], (int, float)) and 0 < champion[2] < 1 else 0.05
+    entry = Challenger(pk, number, model, counts(champion[1]), counts(traffic), float(rate))
+    _challengers[key] = (now, entry)
+    return entry

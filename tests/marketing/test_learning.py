@@ -1,6 +1,7 @@
 """A campaign's model: learnt from its exploration, gated off-policy, served by the decision engine, and the loop in a worker."""
 
 import random
+from collections import Counter
 from datetime import timedelta
 
 import pytest
@@ -179,3 +180,54 @@ def test_between_retrains_an_online_correction_follows_a_drift_and_decisions_use
     assert batch > 0.1 and scores[family.pk] < batch / 2, (batch, scores)  # the batch model still believes in it
     again = learning.update_online(world["campaign"], now=later + timedelta(hours=8))
     assert again["events"] == 0  # the cursor moved: nothing is learnt twice
+
+
+def test_a_challenger_shares_the_traffic_by_thompson_sampling_and_propensities_mix_both_versions(world, settings):
+    traffic(world, 1500, start=START)
+    first = learning.build_model(world["campaign"], now=NOW)
+    second = learning.build_model(world["campaign"], now=NOW)  # not shown better: a challenger
+    assert first["promoted"] and not second["promoted"]
+    rates.refresh(NOW)
+    rates.forget()
+    serving.forget()
+    key = learning.model_key(world["campaign"].pk)
+    later = NOW + timedelta(minutes=30)
+    served = traffic(world, 300, start=later, seed=2)
+    labels = Counter(d.model_version for d in served if d.reason == "model")
+    assert set(labels) == {f"{key} v1", f"{key} v2"}
+    assert 0.3 < labels[f"{key} v2"] / sum(labels.values()) < 0.7  # no evidence yet either way: an even split
+    # The propensity of a model decision mixes both versions' allocations with their shares.
+    sample = next(d for d in served if d.reason == "model")
+    person = Customer.objects.select_related("persona").get(pk=sample.customer_id)
+    variants = learning.variants(list(Ad.objects.select_related("campaign", "promoted_item")), person, sample.created_at, "")
+    assert [round(v.share, 6) for v in variants] == [0.5, 0.5]
+
+    # The challenger converts far better since it came: Thompson moves traffic to it, up to the cap.
+    ModelVersion.objects.filter(pk=second["version"]).update(metrics={"traffic": {"served": 400, "responded": 160}})
+    ModelVersion.objects.filter(pk=first["version"]).update(
+        metrics={**ModelVersion.objects.get(pk=first["version"]).metrics, "traffic": {"served": 400, "responded": 40}})
+    serving.forget()
+    assert learning.variants(list(Ad.objects.select_related("campaign", "promoted_item")), person, later, "")[1].share == 0.5
+    # … and away from it when it is worse, never under the floor.
+    ModelVersion.objects.filter(pk=second["version"]).update(metrics={"traffic": {"served": 400, "responded": 4}})
+    serving.forget()
+    share = learning.variants(list(Ad.objects.select_related("campaign", "promoted_item")), person, later, "")[1].share
+    assert share == pytest.approx(settings.CHALLENGER_FLOOR)
+
+
+def test_the_minute_refresh_counts_each_versions_answered_decisions(world):
+    traffic(world, 1500, start=START)
+    first = learning.build_model(world["campaign"], now=NOW)
+    second = learning.build_model(world["campaign"], now=NOW)
+    rates.refresh(NOW)
+    serving.forget()
+    later = NOW + timedelta(minutes=30)
+    served = traffic(world, 300, start=later, seed=3)
+    assert learning.record_traffic(later + timedelta(hours=3)) == 1
+    key = learning.model_key(world["campaign"].pk)
+    answered = set(Event.objects.filter(decision__in=served).values_list("decision_id", flat=True))
+    for version in (first, second):
+        mine = [d for d in served if d.reason == "model" and d.model_version == f"{key} v{ModelVersion.objects.get(pk=version['version']).version}"]
+        counted = ModelVersion.objects.get(pk=version["version"]).metrics["traffic"]
+        assert counted["served"] == len(mine) > 0
+        assert counted["responded"] == sum(1 for d in mine if d.pk in answered)
