@@ -34,7 +34,7 @@ def train_campaign_model(job_id: int, campaign_id: int) -> None:
             job.result = learning.build_model(campaign, by=job.created_by, progress=job.report)
         except NotEnoughData as exc:
             job.result = {"skipped": str(exc)}
-            job.message = f"Not trained yet: {exc}"[:300]
+            job.message = f"Not trained yet, it tries again by itself: {exc}"[:300]
         else:
             job.message = (f"v{job.result['number']} {job.result['kind']}, AUC {job.result['auc']:.3f}: "
                            + ("promoted to champion" if job.result["promoted"] else "kept as a candidate"))

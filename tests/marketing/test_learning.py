@@ -117,7 +117,7 @@ def test_too_few_decisions_leave_the_job_succeeded_with_the_reason_and_no_model(
     with django_capture_on_commit_callbacks(execute=True):
         job = queue_model_training(world["campaign"], by=None)
     job.refresh_from_db()
-    assert job.status == Job.Status.SUCCEEDED and "Not trained yet: 50 served decisions" in job.message
+    assert job.status == Job.Status.SUCCEEDED and "Not trained yet, it tries again by itself: 50 served decisions" in job.message
     assert not ModelVersion.objects.exists()
 
 
