@@ -25,7 +25,6 @@ import argparse
 import os
 import random
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -42,18 +41,11 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=11)
     args = parser.parse_args()
 
-    sys.path.insert(0, str(ROOT))
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    if not os.environ.get("DATABASE_URL"):
-        folder = tempfile.mkdtemp(prefix="encore-automodel-")
-        os.environ["ENCORE_VAR_DIR"] = folder
-        os.environ["DATABASE_URL"] = f"sqlite:///{folder}/bench.sqlite3"
-        os.environ.setdefault("CELERY_BROKER_URL", "memory://")
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("DEBUG", "true")
-    import django
+    sys.path.insert(0, str(ROOT))
+    from demo_db import start_django_on_own_database
 
-    django.setup()
+    start_django_on_own_database("automodel")
     from django.conf import settings
     from django.core.management import call_command
     from django.utils import timezone

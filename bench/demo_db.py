@@ -45,3 +45,24 @@ def median_time(run: Callable[[], T], repeat: int) -> tuple[float, T]:
         result = run()
         times.append(time.perf_counter() - started)
     return statistics.median(times), result
+
+
+def start_django_on_own_database(name: str) -> None:
+    """Start Django on DATABASE_URL, or else on a fresh SQLite database (and var folder) in a temporary folder.
+
+    For benches that write to the database they measure: without DATABASE_URL they must not touch
+    the developer's `make run` database under var/.
+    """
+    import tempfile
+
+    sys.path.insert(0, str(ROOT))
+    if not os.environ.get("DATABASE_URL"):
+        folder = tempfile.mkdtemp(prefix=f"encore-{name}-")
+        os.environ["ENCORE_VAR_DIR"] = folder
+        os.environ["DATABASE_URL"] = f"sqlite:///{folder}/{name}.sqlite3"
+        os.environ.setdefault("CELERY_BROKER_URL", "memory://")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
+    os.environ.setdefault("DEBUG", "true")
+    import django
+
+    django.setup()

@@ -76,19 +76,11 @@ def load(data: Path, policy: str, campaign: str) -> pd.DataFrame:
 
 def load_from_database(data: Path, campaign: str) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Import both logs with `manage.py import_obd`, then read them back as decisions and click events."""
-    import os
-    import tempfile
     from io import StringIO
 
-    if not os.environ.get("DATABASE_URL"):
-        folder = tempfile.mkdtemp(prefix="encore-obd-")
-        os.environ["ENCORE_VAR_DIR"] = folder
-        os.environ["DATABASE_URL"] = f"sqlite:///{folder}/obd.sqlite3"
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
-    os.environ.setdefault("DEBUG", "true")
-    import django
+    from demo_db import start_django_on_own_database
 
-    django.setup()
+    start_django_on_own_database("obd")
     from django.core.management import call_command
 
     from marketing.models import Event
