@@ -9,9 +9,10 @@ Split: stratified on `visit`, 70 / 30, `random_state=42` (issue 5, item 9).
 Stages, as the pipeline will run them (pure ml modules, no Django): `ml.criteria.rank` orders the
 features by symmetric uncertainty on the training rows; `ml.transform.FeatureTransform` fits quantile
 bins of the numeric columns, one-hot of the categorical ones and the crosses arm × womens / arm × mens
-on the training rows only; candidates — xgboost, logistic regression, and GBDT+LR (the leaves of a small
-xgboost forest one-hot encoded into a logistic regression) — are scored on the held-out 30 % by AUC, log
-loss and RMSE. Prints `name: value` lines; `hillstrom_response_auc` is the best candidate's AUC.
+on the training rows only; the pipeline's own candidates (`ml.automodel.fit_candidates`: xgboost, logistic
+regression, and GBDT+LR, the leaves of a small xgboost forest one-hot encoded into a logistic regression,
+with the hyper-parameters campaign models use) are scored on the held-out 30 % by AUC, log loss, RMSE and
+calibration error, and the best is picked as the pipeline picks it. Prints `name: value` lines; `hillstrom_response_auc` is the best candidate's AUC.
 """
 
 from __future__ import annotations
@@ -30,14 +31,9 @@ DATA = Path(os.environ.get("ENCORE_SHARED_DATA") or ROOT.parent / "shared" / "da
 def main() -> None:
     import numpy as np
     import pandas as pd
-    import xgboost as xgb
-    from scipy import sparse
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import log_loss, roc_auc_score
     from sklearn.model_selection import train_test_split
-    from sklearn.preprocessing import OneHotEncoder
 
-    from ml import criteria
+    from ml import automodel, criteria
     from ml.transform import FeatureTransform
 
     if not DATA.is_file():
@@ -59,38 +55,18 @@ def main() -> None:
     x_train, x_test = transform.fit_transform(train), transform.transform(test)
     print(f"features: {len(transform.get_feature_names())}")
 
-    results = {}
     started = time.perf_counter()
-    booster = xgb.XGBClassifier(n_estimators=300, max_depth=4, learning_rate=0.05, subsample=0.8, colsample_bytree=0.8,
-                                n_jobs=2, eval_metric="logloss", random_state=42)
-    booster.fit(x_train, y_train)
-    results["xgboost"] = booster.predict_proba(x_test)[:, 1]
-    logistic = LogisticRegression(max_iter=2000, C=1.0)
-    logistic.fit(x_train, y_train)
-    results["logistic"] = logistic.predict_proba(x_test)[:, 1]
-    # GBDT+LR (He et al. 2014): the trees' leaves become one-hot features of a logistic regression, fitted on
-    # one half of the training rows after the forest learnt on the other, so the regression sees honest leaves.
-    half = len(y_train) // 2
-    forest = xgb.XGBClassifier(n_estimators=60, max_depth=3, learning_rate=0.1, n_jobs=2, eval_metric="logloss", random_state=42)
-    forest.fit(x_train[:half], y_train[:half])
-    leaves = OneHotEncoder(handle_unknown="ignore").fit(forest.apply(x_train[half:]))
-    stacked = LogisticRegression(max_iter=2000, C=0.5)
-    stacked.fit(sparse.hstack([leaves.transform(forest.apply(x_train[half:])), x_train[half:]]).tocsr(), y_train[half:])
-    results["gbdt_lr"] = stacked.predict_proba(sparse.hstack([leaves.transform(forest.apply(x_test)), x_test]).tocsr())[:, 1]
+    best, results, _ = automodel.fit_candidates(transform, x_train, y_train, x_test, y_test)
     seconds = time.perf_counter() - started
-
-    best = None
-    for name, p in results.items():
-        auc = roc_auc_score(y_test, p)
-        print(f"{name}_auc: {auc:.4f}")
-        print(f"{name}_log_loss: {log_loss(y_test, p):.4f}")
-        print(f"{name}_rmse: {np.sqrt(np.mean((p - y_test) ** 2)):.4f}")
-        if best is None or auc > best[1]:
-            best = (name, auc)
+    for name, metrics in results.items():
+        print(f"{name}_auc: {metrics['auc']:.4f}")
+        print(f"{name}_log_loss: {metrics['log_loss']:.4f}")
+        print(f"{name}_rmse: {metrics['rmse']:.4f}")
+        print(f"{name}_calibration_error: {metrics['calibration_error']:.4f}")
     print(f"visit_rate_test: {y_test.mean():.4f}")
     print(f"train_seconds: {seconds:.1f}")
-    print(f"best_candidate: {best[0]}")
-    print(f"hillstrom_response_auc: {best[1]:.4f}")
+    print(f"best_candidate: {best}")
+    print(f"hillstrom_response_auc: {results[best]['auc']:.4f}")
 
 
 if __name__ == "__main__":

@@ -529,6 +529,28 @@ def _levels_report(frame: pd.DataFrame, y: np.ndarray, columns: Sequence[str], t
     return out
 
 
+def fit_candidates(transform: FeatureTransform, x_train, y_train: np.ndarray, x_valid, y_valid: np.ndarray, *,
+                   candidates: Sequence[str] = CANDIDATES, seed: int = 42, progress=None,
+                   ) -> tuple[str, dict[str, dict], dict[str, Scorer]]:
+    """Fit each candidate on the training matrix, judge it on the validation one; the best by AUC (then log loss).
+
+    Returns (best kind, metrics per kind, scorer per kind). `train` calls it on the time split
+    of a campaign's decisions; bench/hillstrom_response.py on a stratified split of a real data set.
+    """
+    report = progress or (lambda fraction, message: None)
+    results: dict[str, dict] = {}
+    scorers: dict[str, Scorer] = {}
+    for n, kind in enumerate(candidates):
+        report(n / len(candidates), f"Training {kind}")
+        began = time.perf_counter()
+        scorer = _fit(kind, x_train, np.asarray(y_train).astype(int), seed, transform)
+        p = scorer.predict_matrix(x_valid)
+        results[kind] = {**_metrics(np.asarray(y_valid, dtype=np.float64), p), "train_seconds": round(time.perf_counter() - began, 2)}
+        scorers[kind] = scorer
+    best = max(results, key=lambda k: (round(results[k]["auc"], 4), -results[k]["log_loss"]))
+    return best, results, scorers
+
+
 def train(rows: pd.DataFrame, *, candidates: Sequence[str] = CANDIDATES, validation_share: float = 0.2,
           min_rows: int = 200, min_responses: int = 10, seed: int = 42, progress=None) -> Trained:
     """Train every candidate on the earlier served rows, judge them on the later ones, keep the best."""
@@ -550,16 +572,8 @@ def train(rows: pd.DataFrame, *, candidates: Sequence[str] = CANDIDATES, validat
     x_train = transform.fit_transform(train_rows[FEATURES])
     x_valid = transform.transform(valid_rows[FEATURES])
     names = transform.get_feature_names()
-    results: dict[str, dict] = {}
-    scorers: dict[str, Scorer] = {}
-    for n, kind in enumerate(candidates):
-        report_progress(0.2 + 0.6 * n / len(candidates), f"Training {kind}")
-        began = time.perf_counter()
-        scorer = _fit(kind, x_train, y_train.astype(int), seed, transform)
-        p = scorer.predict_matrix(x_valid)
-        results[kind] = {**_metrics(y_valid, p), "train_seconds": round(time.perf_counter() - began, 2)}
-        scorers[kind] = scorer
-    best = max(results, key=lambda k: (round(results[k]["auc"], 4), -results[k]["log_loss"]))
+    best, results, scorers = fit_candidates(transform, x_train, y_train, x_valid, y_valid, candidates=candidates, seed=seed,
+                                            progress=lambda f, m: report_progress(0.2 + 0.6 * f, m))
     scorer = scorers[best]
     p_valid = scorer.predict_matrix(x_valid)
     report_progress(0.85, "Writing the variable exploration report")
