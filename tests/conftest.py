@@ -62,6 +62,12 @@ def _eager_celery(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
     settings.DELIVERY_SETUP_SECONDS = 0  # tests change delivery rows with .update() too; test_setup.py covers the cache
     settings.BUDGET_CHECK_SECONDS = 0
+    # Loaded champions and rates are per process and keyed by ids a later test may reuse: start clean.
+    from marketing import rates
+    from ml import serving
+
+    serving.forget()
+    rates.forget()
     app.conf.task_always_eager = True
     app.conf.task_eager_propagates = True
     yield
