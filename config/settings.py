@@ -268,6 +268,9 @@ BANDIT_MAX_STRENGTH = envint("BANDIT_MAX_STRENGTH", 200, minimum=1)
 BANDIT_DRAWS = envint("BANDIT_DRAWS", 2000, minimum=100)
 CHALLENGER_FLOOR = envfloat("CHALLENGER_FLOOR", 0.1, 0.0, 0.5)
 CHALLENGER_CAP = envfloat("CHALLENGER_CAP", 0.5, 0.0, 1.0)
+# The optional control group of every campaign (0: none); the salt picks which customers it holds out.
+GLOBAL_CONTROL_SHARE = envfloat("GLOBAL_CONTROL_SHARE", 0.0, 0.0, 0.5)
+GLOBAL_CONTROL_SALT = envint("GLOBAL_CONTROL_SALT", 20261123, minimum=1)
 
 # Requests per minute per API client (or signed-in user); a client's own limit overrides it.
 API_CLIENT_RATE_PER_MINUTE = envint("API_CLIENT_RATE_PER_MINUTE", 60_000, minimum=1)

@@ -36,7 +36,7 @@ from audiences.models import AudienceMember, Customer, Persona
 
 from ml import bandits
 
-from . import caps, learning, setup, spend
+from . import caps, control, learning, setup, spend
 from .models import Ad, Decision, DeliveryPlan, Placement, PlanRule
 
 
@@ -230,25 +230,46 @@ def decide(customer: Customer, placement: Placement, *, context: dict | None = N
     now = now or timezone.now()
     planned = route(customer, placement, now)
     policy = order(planned, customer, rng or random.Random(), now)
+    held = control.campaigns_holding_out(customer.pk, {a.campaign for a in planned.ads})
+    withheld = [a for a in policy.ordered if a.campaign_id in held]
+    if held:  # the campaign's control group: nothing of it is served, and the decision says what was withheld
+        policy.ordered = [a for a in policy.ordered if a.campaign_id not in held]
     served = caps.serve(customer.pk, placement, policy.ordered, now=now, known_caps=planned.caps)
     ads = [s.ad for s in served.ads]
     threshold = planned.plan.fit_threshold if planned.plan else None
     eligible = served.eligible
     if policy.unfit:  # the exploring branch would have drawn from the unfit ads too: count them for the propensity
-        found = caps.bearing(planned.caps, placement, planned.ads) if planned.caps is not None else caps.caps_for(placement, planned.ads)
-        eligible = caps.choose(planned.ads, placement, found, caps.history(customer.pk, found, now), now, placement.slots)[2]
+        offered = [a for a in planned.ads if a.campaign_id not in held]
+        found = caps.bearing(planned.caps, placement, offered) if planned.caps is not None else caps.caps_for(placement, offered)
+        eligible = caps.choose(offered, placement, found, caps.history(customer.pk, found, now), now, placement.slots)[2]
+    context = dict(context or {})
+    reason = policy.reason if ads else Decision.Reason.NONE
+    chance = propensity(policy, eligible, ads[0] if ads else None, threshold)
+    if withheld:
+        context["control"] = _withheld(customer, placement, planned, withheld, now)
+        if not ads:  # held out and nothing else served: a control decision, logged with P(held out)
+            reason, chance = Decision.Reason.CONTROL, context["control"]["share"]
     decision = Decision.objects.create(
         id=served.decision, customer=customer, placement=placement, rule=planned.rule, created_at=now,
-        eligible=[a.pk for a in eligible], chosen=[a.pk for a in ads],
-        reason=policy.reason if ads else Decision.Reason.NONE,
-        propensity=propensity(policy, eligible, ads[0] if ads else None, threshold),
-        model_version=policy.model_version if ads else "", context=context or {},
+        eligible=[a.pk for a in eligible], chosen=[a.pk for a in ads], reason=reason, propensity=chance,
+        model_version=policy.model_version if ads else "", context=context,
     )
     # Last: the day's spend row is shared by every decision of the campaign, so its row lock is held only until commit.
     cost = spend.cost_of_serving(placement.channel)
     for ad in ads:
         spend.accrue(ad.campaign_id, cost, now)
     return decision, ads
+
+
+def _withheld(customer: Customer, placement: Placement, planned: Route, withheld: list[Ad], now: datetime) -> dict:
+    """What a held-out customer would have got (the first withheld ad the caps allow), its campaign and P(held out)."""
+    found = caps.bearing(planned.caps, placement, withheld) if planned.caps is not None else caps.caps_for(placement, withheld)
+    taken = caps.choose(withheld, placement, found, caps.history(customer.pk, found, now), now, 1)[0]
+    ad = taken[0] if taken else withheld[0]
+    campaign = ad.campaign
+    share = settings.GLOBAL_CONTROL_SHARE if control.global_control(customer.pk) else campaign.control_share
+    return {"campaign": campaign.pk, "ad": ad.pk, "capped": not taken, "share": float(share),
+            "campaigns": sorted({a.campaign_id for a in withheld})}
 
 
 @dataclass
@@ -269,6 +290,11 @@ def simulate(customer: Customer, placement: Placement, *, now: datetime | None =
     now = now or timezone.now()
     planned = route(customer, placement, now)
     policy = order(planned, customer, rng or random.Random(0), now)
+    held = control.campaigns_holding_out(customer.pk, {a.campaign for a in planned.ads})
+    if held:
+        names = sorted({a.campaign.name for a in planned.ads if a.campaign_id in held})
+        planned.steps.append(f"In the control group of {', '.join(f'“{n}”' for n in names)}: nothing of it is served.")
+        policy.ordered = [a for a in policy.ordered if a.campaign_id not in held]
     found = caps.bearing(planned.caps, placement, policy.ordered) if planned.caps is not None else caps.caps_for(placement, policy.ordered)
     taken, blocked, eligible = caps.choose(policy.ordered, placement, found, caps.history(customer.pk, found, now), now,
                                            placement.slots)

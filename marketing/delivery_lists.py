@@ -32,7 +32,7 @@ from django.utils import timezone
 
 from audiences.models import AudienceMember, Customer, Persona, Segment
 
-from . import caps, rates, setup, spend
+from . import caps, control, rates, setup, spend
 from .models import Ad, CampaignSpend, Campaign, DeliveryBatch, DeliveryPlan, FrequencyCap, Placement, PlanRule, ServedAd
 
 MAX_BATCH = 50_000
@@ -137,6 +137,9 @@ def targeting(campaign: Campaign, placement: Placement, key: str, now: datetime)
         own = [a for a in plan.rest_pool(servable) if a.campaign_id == campaign.pk]
         rest = _choice(own, "model" if plan.rest == DeliveryPlan.Rest.MODEL else "priority", plan, key, params)
     sql = f"CASE {' '.join(whens)} ELSE {rest or 'NULL'} END" if whens else (rest or "NULL")
+    kept = control.sql_not_held_out(campaign)
+    if kept:  # the campaign's control group (and the global one) is never on its lists
+        sql = f"CASE WHEN {kept} THEN {sql} END"
     return sql, params
 
 

@@ -88,6 +88,7 @@ class CampaignSpec:
     explore_impressions: int = 200
     explore_days: int = 3
     attribution_minutes: int = 10  # the simulator's listeners answer within seconds: models can train minutes after launch
+    control_share: float = 0.1  # a tenth of the listeners held out, so the campaign's effect can be measured
 
 
 UPSELL = "Premium upsell — push"
@@ -223,7 +224,7 @@ def store_demo_campaigns() -> dict[str, int]:
             "goal": spec.goal, "status": Campaign.Status.EXPLORING, "total_budget": spec.total_budget,
             "daily_budget": spec.daily_budget, "target_cpa": spec.target_cpa,
             "explore_impressions": spec.explore_impressions, "explore_days": spec.explore_days,
-            "attribution_minutes": spec.attribution_minutes})
+            "attribution_minutes": spec.attribution_minutes, "control_share": spec.control_share})
         campaigns[spec.name] = campaign
         made["campaigns"] += new
         for ad_spec in spec.ads:

@@ -38,12 +38,17 @@ class CampaignForm(StyledForm, forms.ModelForm):
     class Meta:
         model = Campaign
         fields = ["name", "goal", "total_budget", "daily_budget", "target_cpa", "starts_at", "ends_at",
-                  "explore_impressions", "explore_days", "attribution_minutes"]
+                  "explore_impressions", "explore_days", "attribution_minutes", "control_share"]
         help_texts = {"total_budget": "Empty: no total limit.", "daily_budget": "Empty: no daily limit; spend is paced evenly across the day."}
 
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.fields["attribution_minutes"].required = False  # empty: the default of a day
+        self.fields["control_share"].required = False  # empty: no control group
+
+    def clean_control_share(self) -> float:
+        value = self.cleaned_data.get("control_share")
+        return value if value is not None else 0.0
 
     def clean_attribution_minutes(self) -> int:
         value = self.cleaned_data.get("attribution_minutes")

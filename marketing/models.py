@@ -62,6 +62,13 @@ class Placement(models.Model):
         return self.slug
 
 
+def new_salt() -> int:
+    """A campaign's control salt: random, so campaigns hold out independent groups (marketing/control.py)."""
+    import secrets
+
+    return secrets.randbelow(2**31 - 1) + 1
+
+
 class Campaign(models.Model):
     class Goal(models.TextChoices):
         CLICK = "click", "Clicks"
@@ -105,6 +112,12 @@ class Campaign(models.Model):
         "attribution window (minutes)", default=1440, validators=[MinValueValidator(1), MaxValueValidator(43200)],
         help_text="A response counts for the ad served if it comes within this many minutes; models train on decisions "
                   "whose window has closed")
+    control_share = models.FloatField(
+        "control group", default=0.0, validators=[MinValueValidator(0), MaxValueValidator(0.5)],
+        help_text="Share of customers held out (e.g. 0.1 for 10 %): they get nothing from this campaign, and their "
+                  "decisions are logged as “control” so the campaign's effect can be measured against them")
+    control_salt = models.PositiveIntegerField(default=new_salt, editable=False,
+                                               help_text="Makes this campaign's control group its own")
     model_job = models.ForeignKey("ml.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                                   editable=False, help_text="The latest training of the campaign's model")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -28,6 +28,8 @@ def listeners(django_db_setup, django_db_blocker):
 def seeded(listeners, db):
     rates.forget()
     call_command("seed_campaigns", verbosity=0)
+    assert set(Campaign.objects.values_list("control_share", flat=True)) == {0.1}  # the demo measures its effects
+    Campaign.objects.update(control_share=0.0)  # these tests follow the plans; tests/marketing/test_control.py the holdout
     yield
     rates.forget()
 
