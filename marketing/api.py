@@ -94,22 +94,32 @@ class EventIn(serializers.Serializer):
     occurred_at = serializers.DateTimeField()
 
 
-def record_events(items, *, source: str) -> tuple[dict, int]:
-    """Validate a batch item by item, keep the good ones (once per event id), report the bad by index and field."""
+def check_items(items, serializer: type[serializers.Serializer], name: str, limit: int) -> tuple[list, list, dict | None]:
+    """A batch item by item: (good [(index, data)], rejected [{index, field, value, reason}], None), or an error body."""
     if not isinstance(items, list):
-        return {"detail": 'Send {"events": [...]}.'}, status.HTTP_400_BAD_REQUEST
-    if len(items) > MAX_EVENTS:
-        return {"detail": f"A batch holds at most {MAX_EVENTS:,} events; this one has {len(items):,}."}, status.HTTP_400_BAD_REQUEST
+        return [], [], {"detail": f'Send {{"{name}": [...]}}.'}
+    if len(items) > limit:
+        return [], [], {"detail": f"A batch holds at most {limit:,} {name}; this one has {len(items):,}."}
     rejected, good = [], []
     for index, item in enumerate(items):
-        given = EventIn(data=item if isinstance(item, dict) else {})
+        given = serializer(data=item if isinstance(item, dict) else {})
         if not isinstance(item, dict):
             rejected.append({"index": index, "field": "", "value": str(item)[:80], "reason": "not a JSON object"})
         elif not given.is_valid():
-            name, reasons = next(iter(given.errors.items()))
-            rejected.append({"index": index, "field": name, "value": str(item.get(name, ""))[:80], "reason": " ".join(map(str, reasons))})
+            field, reasons = next(iter(given.errors.items()))
+            reasons = reasons if isinstance(reasons, list) else [reasons]
+            rejected.append({"index": index, "field": "" if field == "non_field_errors" else field,
+                             "value": str(item.get(field, ""))[:80], "reason": " ".join(map(str, reasons))})
         else:
             good.append((index, given.validated_data))
+    return good, rejected, None
+
+
+def record_events(items, *, source: str) -> tuple[dict, int]:
+    """Validate a batch item by item, keep the good ones (once per event id), report the bad by index and field."""
+    good, rejected, error = check_items(items, EventIn, "events", MAX_EVENTS)
+    if error:
+        return error, status.HTTP_400_BAD_REQUEST
     customers = dict(Customer.objects.filter(external_id__in={d["customer"] for _, d in good}).values_list("external_id", "pk"))
     ads = dict(Ad.objects.filter(pk__in={d["ad"] for _, d in good if d.get("ad")}).values_list("pk", "campaign_id"))
     decisions = set(Decision.objects.filter(pk__in={d["decision"] for _, d in good if d.get("decision")}).values_list("pk", flat=True))
@@ -167,6 +177,82 @@ class EventBatch(APIView):
         items = request.data.get("events") if isinstance(request.data, dict) else None
         source = f"client:{request.auth.pk}" if isinstance(request.auth, ApiClient) else f"user:{request.user.pk}"
         body, code = record_events(items, source=source)
+        return Response(body, status=code)
+
+
+MAX_SPEND = 10_000
+
+
+class SpendIn(serializers.Serializer):
+    day = serializers.DateField(help_text="The day the money was spent (YYYY-MM-DD)")
+    channel = serializers.CharField(max_length=80, required=False, help_text="The channel's id or name")
+    campaign = serializers.IntegerField(required=False, min_value=1, help_text="The campaign's id")
+    amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0)
+
+    def validate_day(self, value):
+        if value > timezone.localdate():
+            raise serializers.ValidationError("is in the future: send spend for days that have happened")
+        return value
+
+    def validate(self, data):
+        if not data.get("channel") and not data.get("campaign"):
+            raise serializers.ValidationError("name a channel, a campaign, or both")
+        return data
+
+
+def record_spend(items, *, source: str) -> tuple[dict, int]:
+    """Daily spend from external platforms: good items kept, bad ones reported; a repost of a day and scope replaces it."""
+    from .models import Channel, ExternalSpend
+
+    good, rejected, error = check_items(items, SpendIn, "spend", MAX_SPEND)
+    if error:
+        return error, status.HTTP_400_BAD_REQUEST
+    channels = {str(pk): pk for pk in Channel.objects.values_list("pk", flat=True)}
+    channels.update({name.lower(): pk for pk, name in Channel.objects.values_list("pk", "name")})
+    campaigns = set(Campaign.objects.filter(pk__in={d["campaign"] for _, d in good if d.get("campaign")}).values_list("pk", flat=True))
+    rows, accepted = {}, 0
+    for index, data in good:
+        channel = channels.get(str(data.get("channel", "")).strip().lower()) if data.get("channel") else None
+        if data.get("channel") and channel is None:
+            rejected.append({"index": index, "field": "channel", "value": str(data["channel"])[:80], "reason": "no channel with this id or name"})
+            continue
+        if data.get("campaign") and data["campaign"] not in campaigns:
+            rejected.append({"index": index, "field": "campaign", "value": str(data["campaign"]), "reason": "no campaign with this id"})
+            continue
+        scope = "/".join(part for part in (f"channel:{channel}" if channel else "",
+                                           f"campaign:{data['campaign']}" if data.get("campaign") else "") if part)
+        rows[(data["day"], scope)] = ExternalSpend(source=source, day=data["day"], channel_id=channel,
+                                                   campaign_id=data.get("campaign"), scope=scope, amount=data["amount"])
+        accepted += 1
+    with transaction.atomic():
+        existing = set(ExternalSpend.objects.filter(source=source, day__in={d for d, _ in rows}, scope__in={s for _, s in rows})
+                       .values_list("day", "scope"))
+        ExternalSpend.objects.bulk_create(list(rows.values()), update_conflicts=True, unique_fields=["source", "day", "scope"],
+                                          update_fields=["amount", "updated_at"])
+    rejected.sort(key=lambda r: r["index"])
+    body = {"accepted": accepted, "created": sum(1 for key in rows if key not in existing),
+            "replaced": sum(1 for key in rows if key in existing), "rejected": rejected}
+    return body, (status.HTTP_200_OK if rows or not rejected else status.HTTP_400_BAD_REQUEST)
+
+
+class SpendBatch(APIView):
+    """Post daily spend per channel and/or campaign from external platforms (ad networks, paid social).
+
+    Idempotent per day and channel (or campaign): a platform restating a day sends it again and the
+    amount is replaced, not added. A campaign's spend counts toward its budgets and its ROI.
+    """
+
+    scopes = {"POST": "spend:write"}
+    permission_classes = [ScopedAccess]
+
+    @extend_schema(request=inline_serializer("SpendBatchIn", {"spend": SpendIn(many=True)}),
+                   responses={200: inline_serializer("SpendBatchOut", {
+                       "accepted": serializers.IntegerField(), "created": serializers.IntegerField(),
+                       "replaced": serializers.IntegerField(), "rejected": serializers.ListField(child=serializers.DictField())})})
+    def post(self, request):
+        items = request.data.get("spend") if isinstance(request.data, dict) else None
+        source = f"client:{request.auth.pk}" if isinstance(request.auth, ApiClient) else f"user:{request.user.pk}"
+        body, code = record_spend(items, source=source)
         return Response(body, status=code)
 
 

@@ -435,3 +435,27 @@ class CampaignSpend(models.Model):
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["campaign", "day"], name="campaign_spend_once_a_day")]
+
+
+class ExternalSpend(models.Model):
+    """What an external platform says was spent on one day, per channel and/or campaign (`POST /api/v1/spend`).
+
+    Idempotent per sender, day and scope: posting the same day and channel (or campaign) again
+    replaces the amount — platforms restate yesterday's numbers — instead of adding to it. A
+    campaign's external spend counts toward its budgets (spend.py) beside what the cost model accrues.
+    """
+
+    source = models.CharField(max_length=100, help_text="The API client (or user) that sent it")
+    day = models.DateField()
+    channel = models.ForeignKey(Channel, null=True, blank=True, on_delete=models.CASCADE, related_name="external_spend")
+    campaign = models.ForeignKey(Campaign, null=True, blank=True, on_delete=models.CASCADE, related_name="external_spend")
+    scope = models.CharField(max_length=40, help_text='"channel:3", "campaign:5" or "channel:3/campaign:5": unique per day and sender')
+    amount = models.DecimalField(max_digits=14, decimal_places=2, validators=[MinValueValidator(0)])
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["source", "day", "scope"], name="external_spend_once")]
+        indexes = [models.Index(fields=["campaign", "day"], name="external_spend_campaign_day")]
+
+    def __str__(self) -> str:
+        return f"{self.day} {self.scope}: {self.amount}"

@@ -16,7 +16,7 @@ from django.conf import settings
 from django.db.models import F, Q, Sum
 from django.utils import timezone
 
-from .models import Campaign, CampaignSpend, Channel
+from .models import Campaign, CampaignSpend, Channel, ExternalSpend
 
 def cost_of_serving(channel: Channel) -> Decimal:
     """A send costs its unit; an impression a thousandth of the CPM; clicks and conversions are paid when they come."""
@@ -64,9 +64,12 @@ def _spend_of(ids: list[int], today) -> tuple[dict, dict]:
         return held[1], held[2]
     spent = (CampaignSpend.objects.filter(campaign_id__in=ids).values("campaign_id")
              .annotate(total=Sum("amount"), today=Sum("amount", filter=Q(day=today))).values_list("campaign_id", "total", "today"))
+    external = (ExternalSpend.objects.filter(campaign_id__in=ids).values("campaign_id")  # reported by ad platforms
+                .annotate(total=Sum("amount"), today=Sum("amount", filter=Q(day=today))).values_list("campaign_id", "total", "today"))
     totals, todays = {}, {}
-    for campaign_id, total, spent_today in spent:
-        totals[campaign_id], todays[campaign_id] = total, spent_today
+    for campaign_id, total, spent_today in [*spent, *external]:
+        totals[campaign_id] = (totals.get(campaign_id) or 0) + (total or 0)
+        todays[campaign_id] = (todays.get(campaign_id) or 0) + (spent_today or 0)
     if ttl:
         if len(_spent) > 1000:
             _spent.clear()

@@ -28,5 +28,6 @@ budget = ([path("", views.budget, name="overview")], "budget")
 api_urls = [
     path("decisions", api.DecisionCreate.as_view(), name="api-decisions"),
     path("events", api.EventBatch.as_view(), name="api-events"),
+    path("spend", api.SpendBatch.as_view(), name="api-spend"),
     path("campaigns/<int:pk>/delivery-list", api.DeliveryListView.as_view(), name="api-delivery-list"),
 ]

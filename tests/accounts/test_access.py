@@ -71,7 +71,7 @@ PAGES = {
 # Served by Django itself or checked elsewhere (API tests, auth views).
 OTHERS = {"healthz", "login", "logout", "password_change", "password_change_done", "api-schema", "api-schema-noslash", "api-docs", "api-delivery-list", "api-customers",
           "api-customer", "api-items", "api-activities", "api-job",
-          "api-audiences", "api-audience-members", "api-audience-members-stream", "api-audience-why", "api-decisions", "api-events"}
+          "api-audiences", "api-audience-members", "api-audience-members-stream", "api-audience-why", "api-decisions", "api-events", "api-spend"}
 
 
 def all_url_names(resolver=None, namespace=""):
