@@ -66,11 +66,15 @@ def refresh(now: datetime | None = None) -> dict:
 
 
 def train_awaiting(now: datetime) -> int:
-    """Queue a training for campaigns whose ads explored but have no model yet, at most every AWAIT_RETRY.
+    """Queue a training for campaigns whose ads explored but that have no champion yet, backing off as attempts fail.
 
     The first training after an exploration often finds too few responses whose attribution
-    window has closed; this retries it soon instead of waiting for the scheduled retrain.
+    window has closed, or a model the gate cannot show better yet; this tries again after
+    AWAIT_RETRY, then twice that after a candidate was refused, three times after two …, up to
+    the scheduled retrain, instead of waiting hours for it or filling the registry.
     """
+    from django.conf import settings
+
     from ml.models import ModelVersion
 
     from .actions import queue_model_training
@@ -78,10 +82,12 @@ def train_awaiting(now: datetime) -> int:
 
     queued = 0
     for campaign in Campaign.objects.filter(pk__in=campaigns_to_train()).select_related("model_job"):
-        if ModelVersion.objects.filter(key=model_key(campaign.pk)).exists():
+        versions = ModelVersion.objects.filter(key=model_key(campaign.pk))
+        if versions.champions().exists():
             continue
+        wait = min(AWAIT_RETRY * (1 + versions.count()), timedelta(hours=settings.RETRAIN_HOURS))
         job = campaign.model_job
-        if job is not None and (not job.is_finished or (job.finished_at and job.finished_at > now - AWAIT_RETRY)):
+        if job is not None and (not job.is_finished or (job.finished_at and job.finished_at > now - wait)):
             continue
         queue_model_training(campaign, by=None)
         queued += 1

@@ -231,3 +231,23 @@ def test_the_minute_refresh_counts_each_versions_answered_decisions(world):
         counted = ModelVersion.objects.get(pk=version["version"]).metrics["traffic"]
         assert counted["served"] == len(mine) > 0
         assert counted["responded"] == sum(1 for d in mine if d.pk in answered)
+
+
+def test_a_campaign_without_a_champion_retrains_by_itself_backing_off_as_candidates_are_refused(world, django_capture_on_commit_callbacks):
+    Ad.objects.update(explored_at=START)
+
+    def tick(at):
+        with django_capture_on_commit_callbacks(execute=True):
+            return rates.train_awaiting(at)
+
+    assert tick(NOW) == 1  # nothing learnt yet: the job finds no data and says so
+    assert tick(NOW + timedelta(minutes=5)) == 0
+    assert tick(NOW + timedelta(minutes=11)) == 1
+    traffic(world, 1500, start=START)
+    learning.build_model(world["campaign"], now=NOW)  # v1 is the champion: no more retries until the schedule
+    assert ModelVersion.objects.champions().exists()
+    assert tick(NOW + timedelta(hours=2)) == 0
+    ModelVersion.objects.update(status=ModelVersion.Status.CANDIDATE)  # as if the gate had refused it
+    Job.objects.update(finished_at=NOW + timedelta(hours=2))
+    assert tick(NOW + timedelta(hours=2, minutes=15)) == 0  # one refused candidate: wait 20 minutes
+    assert tick(NOW + timedelta(hours=2, minutes=21)) == 1
