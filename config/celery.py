@@ -34,6 +34,7 @@ app.conf.beat_schedule = {
     # Every minute: response rates for "ranked by model" and the fit check; explorations that are done end.
     "delivery-rates": {"task": "marketing.refresh_rates", "schedule": 60.0},
     # Campaign models learn again from the latest logs (the end of an exploration also starts one at once).
+    "campaign-uplift-models": {"task": "marketing.retrain_uplift_models", "schedule": crontab(hour=3, minute=30)},
     "campaign-online-models": {"task": "marketing.update_online_models", "schedule": 60.0},
     "campaign-models": {"task": "marketing.retrain_models", "schedule": settings.RETRAIN_HOURS * 3600.0},
 }

@@ -108,3 +108,18 @@ def queue_model_training(campaign: Campaign, *, by) -> Job:
     Campaign.objects.filter(pk=campaign.pk).update(model_job=job)
     enqueue(train_campaign_model, job, campaign.pk)
     return job
+
+
+@transaction.atomic
+def queue_uplift_training(campaign: Campaign, *, by) -> Job:
+    """Train the campaign's uplift model; one already queued or running for it is returned instead."""
+    from .tasks import train_uplift_model
+
+    Campaign.objects.select_for_update(of=("self",)).get(pk=campaign.pk)
+    title = f"Uplift model for “{campaign.name}”"
+    running = Job.objects.unfinished().filter(kind="uplift_model", title=title).first()
+    if running is not None:
+        return running
+    job = Job.objects.create(kind="uplift_model", title=title, created_by=by)
+    enqueue(train_uplift_model, job, campaign.pk)
+    return job

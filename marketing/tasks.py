@@ -63,3 +63,39 @@ def update_online_models() -> dict:
     for campaign in Campaign.objects.filter(pk__in=learning.campaigns_with_champions()):
         done[campaign.pk] = learning.update_online(campaign)
     return done
+
+
+@shared_task(name="marketing.train_uplift_model", acks_late=True)
+def train_uplift_model(job_id: int, campaign_id: int) -> None:
+    """Fit the uplift learners on the campaign's treated and control decisions, register the best by Qini (ml queue)."""
+    from ml.automodel import NotEnoughData
+    from ml.models import running
+
+    from . import incrementality
+    from .models import Campaign
+
+    with running(job_id) as job:
+        if job is None:
+            return
+        campaign = Campaign.objects.get(pk=campaign_id)
+        try:
+            job.result = incrementality.build_uplift_model(campaign, by=job.created_by, progress=job.report)
+        except NotEnoughData as exc:
+            job.result = {"skipped": str(exc)}
+            job.message = f"Not trained yet: {exc}"[:300]
+        else:
+            qini = job.result["qini"]
+            job.message = f"v{job.result['number']} {job.result['learner'].replace('_', ' ')}, Qini " + (
+                f"{qini:.3f}" if qini is not None else "undefined")
+
+
+@shared_task(name="marketing.retrain_uplift_models", acks_late=True, ignore_result=True)
+def retrain_uplift_models() -> int:
+    """Nightly: every serving campaign with a control group learns its uplift again (each its own job)."""
+    from .actions import queue_uplift_training
+    from .models import Campaign
+
+    campaigns = list(Campaign.objects.filter(status__in=Campaign.SERVING, control_share__gt=0))
+    for campaign in campaigns:
+        queue_uplift_training(campaign, by=None)
+    return len(campaigns)

@@ -9,6 +9,7 @@ campaigns = ([
     path("<int:pk>/edit/", views.campaign_edit, name="edit"),
     path("<int:pk>/status/", views.campaign_status, name="status"),
     path("<int:pk>/train/", views.campaign_train, name="train"),
+    path("<int:pk>/train-uplift/", views.campaign_train_uplift, name="train_uplift"),
     path("<int:campaign_pk>/ads/new/", views.ad_edit, name="ad_new"),
     path("ads/<int:pk>/edit/", views.ad_edit, name="ad_edit"),
     path("caps/new/", views.cap_new, name="cap_new"),

@@ -7,6 +7,7 @@ from .campaign_pages import (  # noqa: F401
     campaign_list,
     campaign_status,
     campaign_train,
+    campaign_train_uplift,
     cap_delete,
     cap_new,
 )

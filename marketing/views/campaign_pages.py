@@ -18,9 +18,9 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.access import viewer_required, writer_required
 
-from ml.models import ModelVersion
+from ml.models import Job, ModelVersion
 
-from .. import actions, learning, rates
+from .. import actions, incrementality, learning, rates
 from ..access import get_ad_for_user, get_campaign_for_user, get_cap_for_user
 from ..forms import AdForm, CampaignForm, CapForm
 from ..models import Ad, Campaign, CampaignSpend, Decision, FrequencyCap, ServedAd
@@ -119,7 +119,10 @@ def _model_context(campaign: Campaign) -> dict:
     """The campaign's model card: its champion, its latest versions, the latest training (polled while it runs)."""
     key = learning.model_key(campaign.pk)
     versions = list(ModelVersion.objects.filter(key=key).order_by("-version")[:5])
-    return {"campaign": campaign, "versions": versions, "model_job": campaign.model_job,
+    uplift = ModelVersion.objects.champions().filter(key=incrementality.uplift_key(campaign.pk)).first()
+    uplift_job = Job.objects.filter(kind="uplift_model", title=f"Uplift model for “{campaign.name}”").first()
+    return {"campaign": campaign, "versions": versions, "model_job": campaign.model_job, "uplift": uplift,
+            "uplift_job": uplift_job,
             "champion": ModelVersion.objects.champions().filter(key=key).first(),
             "ranked": Ad.objects.filter(campaign=campaign, pk__in=rates.ranked_ads()).exists()}
 
@@ -166,6 +169,15 @@ def campaign_train(request, pk: int):
     campaign = get_campaign_for_user(request.user, pk, write=True)
     job = actions.queue_model_training(campaign, by=request.user)
     messages.success(request, f"Training the model of “{campaign.name}”: follow it below or on the Jobs page (job {job.pk}).")
+    return redirect("campaigns:detail", pk=campaign.pk)
+
+
+@require_POST
+@writer_required
+def campaign_train_uplift(request, pk: int):
+    campaign = get_campaign_for_user(request.user, pk, write=True)
+    job = actions.queue_uplift_training(campaign, by=request.user)
+    messages.success(request, f"Training the uplift model of “{campaign.name}” (job {job.pk}).")
     return redirect("campaigns:detail", pk=campaign.pk)
 
 

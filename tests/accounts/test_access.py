@@ -43,6 +43,7 @@ PAGES = {
     "campaigns:edit": ("campaign", WRITER, {"GET", "POST"}),
     "campaigns:status": ("campaign", WRITER, {"POST"}),
     "campaigns:train": ("campaign", WRITER, {"POST"}),
+    "campaigns:train_uplift": ("campaign", WRITER, {"POST"}),
     "campaigns:ad_new": ("ad_new", WRITER, {"GET", "POST"}),
     "campaigns:ad_edit": ("ad", WRITER, {"GET", "POST"}),
     "campaigns:cap_new": (None, WRITER, {"GET", "POST"}),

@@ -1,0 +1,92 @@
+"""The uplift model of a campaign: treated vs its control group, point-in-time features, the best learner by Qini."""
+
+import random
+from datetime import timedelta
+
+import pytest
+from django.urls import reverse
+from django.utils import timezone
+
+from audiences.models import Customer, Persona
+from audiences.personas import record_snapshots
+from marketing import control, incrementality
+from marketing.decisions import decide
+from marketing.models import Ad, Campaign, Channel, Decision, DeliveryPlan, Event, Placement
+from ml import automodel, registry, serving
+from ml.models import Job, ModelVersion
+
+NOW = timezone.now().replace(microsecond=0)
+START = NOW - timedelta(days=1)
+
+
+@pytest.fixture
+def world(db):
+    channel = Channel.objects.create(name="Push", kind=Channel.Kind.PUSH)
+    push = Placement.objects.create(slug="push", name="Push", channel=channel)
+    campaign = Campaign.objects.create(name="Upsell", status=Campaign.Status.LIVE, goal=Campaign.Goal.CLICK,
+                                       attribution_minutes=10, control_share=0.3)
+    ad = Ad.objects.create(campaign=campaign, name="offer", explored_at=START)
+    ad.placements.add(push)
+    DeliveryPlan.objects.create(placement=push, rest=DeliveryPlan.Rest.PRIORITY)
+    people = []
+    for i in range(600):
+        made = Customer.objects.create(external_id=f"c{i}", birth_year=1970 + i % 40)
+        Persona.objects.create(customer=made, segment="loyal" if i % 2 else "casual", as_of=START)
+        people.append(made)
+    record_snapshots([c.pk for c in people], START - timedelta(hours=1))
+    return {"push": push, "campaign": campaign, "ad": ad, "people": people}
+
+
+def run(world, n: int, seed: int = 0):
+    """Decisions over a day; everyone clicks at 5 % organically, loyal listeners who saw the ad at 35 %."""
+    rng = random.Random(seed)
+    for i in range(n):
+        person = Customer.objects.select_related("persona").get(pk=rng.choice(world["people"]).pk)
+        at = START + timedelta(seconds=40 * i)
+        decision, ads = decide(person, world["push"], now=at, rng=random.Random(i))
+        rate = 0.35 if ads and person.persona.segment == "loyal" else 0.05
+        if rng.random() < rate:
+            Event.objects.create(source="t", key=f"{seed}-{i}", type="click", customer=person, decision=decision,
+                                 ad=ads[0] if ads else None, campaign=world["campaign"], occurred_at=at + timedelta(minutes=1))
+
+
+def test_the_uplift_model_finds_whom_the_campaign_persuades(world):
+    run(world, 2000)
+    assert Decision.objects.filter(reason="control").count() > 300
+    result = incrementality.build_uplift_model(world["campaign"], now=NOW)
+    version = ModelVersion.objects.get(pk=result["version"])
+    assert version.key == f"uplift:campaign:{world['campaign'].pk}" and version.status == ModelVersion.Status.CHAMPION
+    assert set(version.metrics["candidates"]) == {"s_learner", "t_learner", "x_learner", "class_transformation"}
+    assert version.metrics["qini"] > 0.1 and version.metrics["learner"] == result["learner"]
+    assert 0.08 < version.metrics["observed_uplift"] < 0.25  # half the listeners gain 30 points: about 15 on average
+    assert version.report["uplift"]["qini_curve"][0] == [0.0, 0.0]
+    rows = incrementality.logs(world["campaign"], NOW)
+    loaded = serving.load(version.kind, registry.artefact_path(version))
+    assert isinstance(loaded, incrementality.UpliftScorer)
+    predicted = loaded.predict(rows)
+    loyal = rows["segment"].to_numpy() == "loyal"
+    assert predicted[loyal].mean() > predicted[~loyal].mean() + 0.15
+
+
+def test_control_decisions_and_treated_ones_are_told_apart_with_their_outcomes(world):
+    run(world, 300)
+    rows = incrementality.logs(world["campaign"], NOW)
+    held = {c.pk for c in world["people"] if control.held_out(c.pk, 0.3, world["campaign"].control_salt)}
+    assert set(rows.loc[rows["t"] == 0, "customer_id"]) <= held
+    assert not set(rows.loc[rows["t"] == 1, "customer_id"]) & held
+    clicked = set(Event.objects.values_list("decision_id", flat=True))
+    assert {d for d in rows.loc[rows["responded"] == 1, "decision_id"]} == {str(d) for d in clicked}
+
+
+def test_too_few_control_decisions_say_so(world, django_capture_on_commit_callbacks, client, mark):
+    Campaign.objects.update(control_share=0.01)
+    run(world, 200)
+    client.force_login(mark)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("campaigns:train_uplift", args=[world["campaign"].pk]))
+    job = Job.objects.get(kind="uplift_model")
+    assert job.status == "succeeded" and "control decisions with a known outcome" in job.message
+    with pytest.raises(automodel.NotEnoughData):
+        incrementality.build_uplift_model(world["campaign"], now=NOW)
+    page = client.get(reverse("campaigns:detail", args=[world["campaign"].pk]))
+    assert b"No uplift model yet" in page.content
