@@ -59,7 +59,8 @@ def job_detail(request, pk: int):
 # The model list shows the first four as columns; a version's page shows all that are present.
 METRICS = [("auc", "AUC", 3), ("log_loss", "Log loss", 3), ("rmse", "RMSE", 3),
            ("calibration_error", "Calibration error", 3)]
-MORE_METRICS = [("base_rate", "Base rate", 3), ("mean_prediction", "Mean prediction", 3),
+MORE_METRICS = [("qini", "Qini coefficient", 3), ("uplift_auc", "Uplift AUC", 3), ("uplift_at_30", "Uplift at 30 %", 3),
+                ("observed_uplift", "Average effect", 3), ("base_rate", "Base rate", 3), ("mean_prediction", "Mean prediction", 3),
                 ("train_seconds", "Training seconds", 2)]
 CANDIDATE_COLUMNS = [("auc", "AUC"), ("log_loss", "Log loss"), ("rmse", "RMSE"),
                      ("calibration_error", "Calibration error"), ("train_seconds", "Training seconds")]
@@ -84,15 +85,51 @@ def _metric_rows(metrics: dict) -> list[tuple[str, float, int]]:
                    if name not in names and _is_number(value)]
 
 
+UPLIFT_COLUMNS = [("qini", "Qini coefficient"), ("uplift_auc", "Uplift AUC"), ("uplift_at_30", "Uplift at 30 %")]
+LEARNER_LABELS = {"s_learner": "S-learner", "t_learner": "T-learner", "x_learner": "X-learner",
+                  "class_transformation": "Class transformation"}
+
+
+def _candidate_columns(metrics: dict) -> list[tuple[str, str]]:
+    """An uplift model's candidates are learners judged by Qini; a response model's, kinds judged by AUC."""
+    return UPLIFT_COLUMNS if "learner" in metrics else CANDIDATE_COLUMNS
+
+
 def _candidate_rows(metrics: dict) -> list[dict]:
     """Every candidate kind trained for this version with its validation metrics, the chosen one marked."""
     candidates = metrics.get("candidates")
     if not isinstance(candidates, dict):
         return []
-    labels = dict(ModelVersion.Kind.choices)
-    return [{"kind": kind, "label": labels.get(kind, kind), "chosen": kind == metrics.get("candidate"),
-             "values": [values.get(name) if _is_number(values.get(name)) else None for name, _ in CANDIDATE_COLUMNS]}
+    labels = {**dict(ModelVersion.Kind.choices), **LEARNER_LABELS}
+    chosen = metrics.get("learner") or metrics.get("candidate")
+    return [{"kind": kind, "label": labels.get(kind, kind), "chosen": kind == chosen,
+             "values": [values.get(name) if _is_number(values.get(name)) else None for name, _ in _candidate_columns(metrics)]}
             for kind, values in candidates.items() if isinstance(values, dict)]
+
+
+def _uplift_charts(report: dict) -> dict | None:
+    """Qini and uplift curves of an uplift model on its held-out customers, with the perfect and the random ones."""
+    found = report.get("uplift") if isinstance(report, dict) else None
+    if not isinstance(found, dict):
+        return None
+
+    def chart(name: str, perfect: str, title: str) -> dict | None:
+        points = [{"x": x, "y": y} for x, y in found.get(name) or [] if _is_number(x) and _is_number(y)]
+        best = [{"x": x, "y": y} for x, y in found.get(perfect) or [] if _is_number(x) and _is_number(y)]
+        if not points:
+            return None
+        end = points[-1]
+        return {"type": "scatter", "data": {"datasets": [
+            {"label": "This model", "data": points, "showLine": True, "color": SHARE_COLOUR, "borderWidth": 2, "pointRadius": 0},
+            {"label": "Perfect ranking", "data": best, "showLine": True, "color": RATE_COLOUR, "borderWidth": 1, "pointRadius": 0},
+            {"label": "Random targeting", "data": [{"x": 0, "y": 0}, end], "showLine": True, "color": DIAGONAL_COLOUR,
+             "borderWidth": 1, "borderDash": [5, 5], "pointRadius": 0},
+        ]}, "options": {"scales": {"x": {"min": 0, "title": {"display": True, "text": "customers targeted, best first"}},
+                                   "y": {"title": {"display": True, "text": title}}}}}
+
+    return {"qini": chart("qini_curve", "perfect_qini_curve", "incremental responders (Qini)"),
+            "uplift": chart("uplift_curve", "perfect_uplift_curve", "incremental responses (uplift)"),
+            "n": found.get("n"), "n_treated": found.get("n_treated")}
 
 
 def _estimate(value) -> dict | None:
@@ -278,9 +315,11 @@ def model_detail(request, pk: int):
     return render(request, "ml/model_detail.html", {
         "version": version, "metrics": _metric_rows(version.metrics), "features": features, "chart": chart,
         "chart_height": max(200, 60 + 18 * len(features)),  # every feature gets a readable row
-        "candidates": _candidate_rows(version.metrics), "candidate_columns": CANDIDATE_COLUMNS,
+        "candidates": _candidate_rows(version.metrics), "candidate_columns": _candidate_columns(version.metrics),
+        "uplift": _uplift_charts(version.report),
         "gate": _gate_panel(version.metrics),
-        "exploration": _exploration(version.report, sort=sort, auc=version.metrics.get("auc")),
+        "exploration": _exploration({k: v for k, v in (version.report or {}).items() if k != "uplift"}, sort=sort,
+                                    auc=version.metrics.get("auc")),
         "criteria_columns": CRITERIA_COLUMNS, "sort": sort if sort in dict(CRITERIA_COLUMNS) else "",
         "trained_on": _trained_on_rows(version.trained_on),
         "children": version.children.order_by("version"), "path": registry.artefact_path(version),

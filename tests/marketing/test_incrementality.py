@@ -90,3 +90,17 @@ def test_too_few_control_decisions_say_so(world, django_capture_on_commit_callba
         incrementality.build_uplift_model(world["campaign"], now=NOW)
     page = client.get(reverse("campaigns:detail", args=[world["campaign"].pk]))
     assert b"No uplift model yet" in page.content
+
+
+def test_the_model_page_shows_the_learners_by_qini_and_the_uplift_curves(world, client, ann):
+    run(world, 1200)
+    result = incrementality.build_uplift_model(world["campaign"], now=NOW)
+    client.force_login(ann)
+    page = client.get(reverse("models:detail", args=[result["version"]]))
+    assert page.status_code == 200
+    assert page.context["candidate_columns"][0] == ("qini", "Qini coefficient")
+    rows = {c["kind"]: c for c in page.context["candidates"]}
+    assert set(rows) == {"s_learner", "t_learner", "x_learner", "class_transformation"} and rows[result["learner"]]["chosen"]
+    assert rows[result["learner"]]["values"][0] == pytest.approx(result["qini"])
+    assert page.context["uplift"]["qini"]["data"]["datasets"][0]["data"][0] == {"x": 0.0, "y": 0.0}
+    assert b"Qini curve" in page.content and b"No variable exploration report" not in page.content
