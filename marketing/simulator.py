@@ -17,6 +17,15 @@ young (and hip-hop) listeners; the comeback offer wins back free listeners. Ever
 an impression event; clicks and follow-ups come seconds later, each once (the event id is the
 decision, the ad and the type, so a resent batch adds nothing).
 
+What they do anyway — the organic baseline that control groups measure against: within a
+campaign's attribution window a listener may answer its goal without any ad (free listeners
+subscribe now and then, the more engaged the likelier; K-pop fans play the new single anyway;
+nobody clicks an ad they were not shown). The chance depends on the listener, never on the ad, and
+is the same in both groups: a held-out listener's organic outcome is tied to the control decision
+(no ad), a served listener's to the decision and the ad (as an app attributing by last touch
+would); a served listener who answers the ad as well does it once. So the campaign's true effect
+is P(answer the ad) × (1 − P(organic)), and the dashboard's incremental lift can find it.
+
 Robust by design: each decision is its own transaction; a busy database (SQLite's single writer
 while the web server and the worker write) or a lost connection backs off and goes on; events
 wait in a bounded buffer until they are due and are retried when a batch fails. Memory stays
@@ -43,7 +52,7 @@ from audiences.models import Customer, Persona
 
 from .api import record_events
 from .decisions import decide
-from .models import Campaign, Channel, Placement
+from .models import Campaign, Channel, Decision, Placement
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +64,7 @@ OUTBOUND = {Channel.Kind.PUSH, Channel.Kind.EMAIL, Channel.Kind.SMS}
 RELOAD_SECONDS = 600
 MAX_PENDING = 50_000  # due events kept while the database is busy; beyond it the oldest are dropped
 BATCH_EVENTS = 500
+ORGANIC_WITHIN = 300.0  # seconds: organic outcomes come within 5 minutes (inside a shorter window: within 90 % of it)
 
 
 # -- who the listener is ---------------------------------------------------------------------------------
@@ -203,6 +213,32 @@ def answer(ad_name: str, goal: str, profile: Profile, rng: random.Random) -> lis
     return done
 
 
+# -- what they do anyway: the organic baseline ----------------------------------------------------------
+
+
+def baseline(goal: str, profile: Profile) -> tuple[tuple[str, float, float], ...]:
+    """What this listener does by themselves within a campaign's window, ad or no ad: ((type, P, value), ...)."""
+    if goal in (Campaign.Goal.CONVERSION, Campaign.Goal.REVENUE):
+        # Free listeners subscribe to the standard plan now and then, the engaged ones likelier; payers rarely upgrade.
+        if profile.subscriber:
+            chance = 0.003
+        elif profile.lapsed:
+            chance = 0.006
+        else:
+            chance = _by_segment(profile, 0.03, 0.02, 0.012)
+        return (("conversion", chance, 9.99),)
+    if goal == Campaign.Goal.STREAM:
+        return (("play", 0.015 + 0.15 * profile.kpop, 0.0),)  # fans find the single by themselves
+    return ()  # a click needs the ad
+
+
+def organic(goal: str, profile: Profile, rng: random.Random, window_seconds: float) -> list[tuple[str, float, float]]:
+    """What one listener does anyway after a decision: [(event type, value, seconds after it)], inside the window."""
+    latest = max(1.0, min(ORGANIC_WITHIN, 0.9 * window_seconds))
+    return [(kind, value, rng.uniform(min(5.0, latest), latest))
+            for kind, chance, value in baseline(goal, profile) if rng.random() < chance]
+
+
 def _reconnect_if_broken() -> None:
     """Drop a connection the error left unusable; the next query opens a fresh one (never inside a caller's transaction)."""
     if not connection.in_atomic_block:
@@ -245,6 +281,7 @@ class Simulator:
         self._backoff = 0.0
         self._placements: list[Placement] = []
         self._placement_cum: list[float] = []
+        self._campaigns: dict[int, tuple[str, int]] = {}  # goal and attribution minutes, for control decisions
 
     # what there is to simulate
     def load(self) -> None:
@@ -254,6 +291,8 @@ class Simulator:
         placements = list(Placement.objects.select_related("channel").order_by("slug"))
         weights = [PLACEMENT_WEIGHTS.get(p.slug, OTHER_PLACEMENT_WEIGHT) for p in placements]
         self._placements, self._placement_cum = placements, list(itertools.accumulate(weights))
+        self._campaigns = {pk: (goal, minutes) for pk, goal, minutes in
+                           Campaign.objects.values_list("pk", "goal", "attribution_minutes")}
         rows = np.array(list(Customer.objects.order_by("pk").values_list("pk", "persona__activities_30d")), dtype=float)
         if len(rows) == 0:
             self._customers, self._active_cum = np.zeros(0, dtype=np.int64), np.zeros(0)
@@ -308,16 +347,42 @@ class Simulator:
         self.tally.served += len(ads)
         profile = Profile.of(customer)
         due = time.monotonic()
+
+        def queue(key: str, kind: str, value: float, after: float, ad_id: int | None) -> None:
+            item = {"id": key, "type": kind, "customer": customer.external_id, "decision": str(decision.pk),
+                    "ad": ad_id, "value": f"{value:.2f}", "occurred_at": (now + timedelta(seconds=after)).isoformat()}
+            heapq.heappush(self._pending, (due + after, next(self._seq), item))
+
         for ad in ads:
-            for kind, value, after in answer(ad.name, ad.campaign.goal, profile, answer_rng):
-                item = {"id": f"sim:{decision.pk}:{ad.pk}:{kind}", "type": kind, "customer": customer.external_id,
-                        "decision": str(decision.pk), "ad": ad.pk, "value": f"{value:.2f}",
-                        "occurred_at": (now + timedelta(seconds=after)).isoformat()}
-                heapq.heappush(self._pending, (due + after, next(self._seq), item))
+            answered = answer(ad.name, ad.campaign.goal, profile, answer_rng)
+            for kind, value, after in answered:
+                queue(f"sim:{decision.pk}:{ad.pk}:{kind}", kind, value, after, ad.pk)
+            window = ad.campaign.attribution_minutes * 60
+            for kind, value, after in organic(ad.campaign.goal, profile, answer_rng, window):
+                if kind not in {k for k, _, _ in answered}:  # who answered the ad as well does it once
+                    queue(f"sim:{decision.pk}:{ad.pk}:organic:{kind}", kind, value, after, ad.pk)
+        held = decision.context.get("control") if decision.reason == Decision.Reason.CONTROL else None
+        if held and (campaign := self._campaign(held["campaign"])):
+            goal, minutes = campaign
+            for kind, value, after in organic(goal, profile, answer_rng, minutes * 60):
+                queue(f"sim:{decision.pk}:organic:{kind}", kind, value, after, None)
         while len(self._pending) > MAX_PENDING:  # the database has been away for long: forget the oldest
             heapq.heappop(self._pending)
             self.tally.dropped += 1
         return True
+
+    def _campaign(self, pk: int) -> tuple[str, int] | None:
+        """A campaign's goal and attribution minutes (one created since the last load is read once)."""
+        if pk not in self._campaigns:
+            try:
+                found = Campaign.objects.filter(pk=pk).values_list("goal", "attribution_minutes").first()
+            except DatabaseError:  # busy or gone: this decision's organic outcome is lost, the run goes on
+                _reconnect_if_broken()
+                return None
+            if found is None:
+                return None
+            self._campaigns[pk] = found
+        return self._campaigns[pk]
 
     def flush(self, *, everything: bool = False) -> bool:
         """Post the events that are due (all of them with `everything`); False when the database was busy."""

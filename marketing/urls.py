@@ -21,6 +21,8 @@ campaigns = ([
     path("delivery/placements/<int:pk>/edit/", views.placement_edit, name="placement_edit"),
     path("delivery/placements/<int:pk>/plan/", views.plan_edit, name="plan"),
     path("decisions/", views.decision_log, name="decisions"),
+    path("roi/", views.roi_report, name="roi"),
+    path("roi/csv/", views.roi_csv, name="roi_csv"),
     path("simulate/", views.simulate, name="simulate"),
     path("simulate/customers/", views.simulate_customers, name="simulate_customers"),
 ], "campaigns")

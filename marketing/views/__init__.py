@@ -14,3 +14,4 @@ from .campaign_pages import (  # noqa: F401
 from .dashboard import budget, dashboard  # noqa: F401
 from .decision_log import decision_log  # noqa: F401
 from .delivery_pages import channel_edit, delivery, placement_edit, plan_edit, simulate, simulate_customers  # noqa: F401
+from .roi import roi_csv, roi_report  # noqa: F401

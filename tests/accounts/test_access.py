@@ -38,6 +38,8 @@ PAGES = {
     "audiences:analytics_csv": (None, VIEWER, {"GET"}),
     "campaigns:list": (None, VIEWER, {"GET"}),
     "campaigns:decisions": (None, VIEWER, {"GET"}),
+    "campaigns:roi": (None, VIEWER, {"GET"}),
+    "campaigns:roi_csv": (None, VIEWER, {"GET"}),
     "campaigns:new": (None, WRITER, {"GET", "POST"}),
     "campaigns:detail": ("campaign", VIEWER, {"GET"}),
     "campaigns:edit": ("campaign", WRITER, {"GET", "POST"}),

@@ -101,19 +101,21 @@ def test_decisions_and_events_flow_in_proportion_and_no_cap_is_exceeded():
     for slug, share in simulator.PLACEMENT_WEIGHTS.items():
         assert abs(asked[slug] - n * share) <= 3.5 * (n * share * (1 - share)) ** 0.5, (slug, asked)
 
-    # Every served ad got exactly one impression; follow-ups only after a click on the same ad.
-    events = list(Event.objects.values_list("decision_id", "ad_id", "type", "value", "source"))
+    # Every served ad got exactly one impression; follow-ups only after a click on the same ad, except what
+    # listeners do anyway (organic, see simulator.baseline), which needs no click but comes once too.
+    events = list(Event.objects.values_list("decision_id", "ad_id", "type", "value", "source", "key"))
     assert {e[4] for e in events} == {"simulator"} and len(events) == tally.events
     by_kind = Counter(e[2] for e in events)
     assert by_kind["impression"] == ServedAd.objects.count() == tally.served
-    kinds = defaultdict(set)
-    for decision, ad, kind, value, _ in events:
-        assert kind not in kinds[(decision, ad)]  # once each
-        kinds[(decision, ad)].add(kind)
+    kinds, organic = defaultdict(set), defaultdict(set)
+    for decision, ad, kind, value, _, key in events:
+        assert kind not in kinds[(decision, ad)] | organic[(decision, ad)]  # once each
+        (organic if ":organic:" in key else kinds)[(decision, ad)].add(kind)
         if kind in ("conversion", "purchase"):
             assert value > 0
     assert set(ServedAd.objects.values_list("decision", "ad_id")) == {k for k, v in kinds.items() if "impression" in v}
     assert all("click" in v for v in kinds.values() if v - {"impression", "click"})
+    assert set(organic) <= set(kinds) and all(v <= {"conversion", "play"} for v in organic.values())
     assert 0 < by_kind["click"] < 0.25 * by_kind["impression"]  # the demo's true click rates lie between 1 % and 25 %
 
     # In-app placements see active listeners; sends go to anyone, the lapsed included.
