@@ -17,7 +17,7 @@ class Refused(ValueError):
 
 
 CAMPAIGN_FIELDS = ["name", "goal", "total_budget", "daily_budget", "target_cpa", "starts_at", "ends_at",
-                   "explore_impressions", "explore_days", "attribution_minutes", "control_share"]
+                   "explore_impressions", "explore_days", "attribution_minutes", "control_share", "uplift_targeting"]
 
 
 def save_channel(channel: Channel) -> Channel:

@@ -62,13 +62,20 @@ def route(customer: Customer, placement: Placement, now: datetime) -> Route:
     blocked = spend.budget_blocks({ad.campaign for ad in servable.values()}, now)
     servable = {pk: ad for pk, ad in servable.items() if ad.campaign_id not in blocked}
     plan = found.plan
+    rules = list(plan.rules.all()) if plan else []
+    gated = {a.campaign.persuadable_id for a in servable.values() if a.campaign.uplift_targeting and a.campaign.persuadable_id}
+    asked = {r.audience_id for r in rules} | gated
+    member_of = set(AudienceMember.objects.filter(customer=customer, audience_id__in=asked)
+                    .values_list("audience_id", flat=True)) if asked else set()
+    steps = []
+    unpersuaded = {a.campaign.name for a in servable.values() if a.campaign.persuadable_id in gated - member_of
+                   and a.campaign.uplift_targeting}
+    if unpersuaded:  # targeting by uplift: the campaign's model does not expect its ad to change this customer
+        servable = {pk: a for pk, a in servable.items() if not (a.campaign.uplift_targeting and a.campaign.persuadable_id in gated - member_of)}
+        steps.append(f"Not persuadable by {', '.join(f'“{n}”' for n in sorted(unpersuaded))} (targeting by uplift).")
     if plan is None:
         ads = sorted(servable.values(), key=lambda a: -a.priority)
-        return Route(ads, "priority", None, None, blocked, ["No delivery plan: every servable ad, by priority."], found.caps)
-    rules = list(plan.rules.all())
-    member_of = set(AudienceMember.objects.filter(customer=customer, audience_id__in=[r.audience_id for r in rules])
-                    .values_list("audience_id", flat=True))
-    steps = []
+        return Route(ads, "priority", None, None, blocked, [*steps, "No delivery plan: every servable ad, by priority."], found.caps)
     for n, rule in enumerate(rules, 1):
         if rule.audience_id not in member_of:
             steps.append(f"Rule {n}: not in “{rule.audience.name}”.")

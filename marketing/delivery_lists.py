@@ -137,6 +137,10 @@ def targeting(campaign: Campaign, placement: Placement, key: str, now: datetime)
         own = [a for a in plan.rest_pool(servable) if a.campaign_id == campaign.pk]
         rest = _choice(own, "model" if plan.rest == DeliveryPlan.Rest.MODEL else "priority", plan, key, params)
     sql = f"CASE {' '.join(whens)} ELSE {rest or 'NULL'} END" if whens else (rest or "NULL")
+    if campaign.uplift_targeting and campaign.persuadable_id:  # only the customers its uplift model chose
+        first: list = []  # its placeholder comes before the others in the text
+        sql = f"CASE WHEN {_member(campaign.persuadable_id, first)} THEN {sql} END"
+        params = first + params
     kept = control.sql_not_held_out(campaign)
     if kept:  # the campaign's control group (and the global one) is never on its lists
         sql = f"CASE WHEN {kept} THEN {sql} END"

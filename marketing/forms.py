@@ -38,7 +38,7 @@ class CampaignForm(StyledForm, forms.ModelForm):
     class Meta:
         model = Campaign
         fields = ["name", "goal", "total_budget", "daily_budget", "target_cpa", "starts_at", "ends_at",
-                  "explore_impressions", "explore_days", "attribution_minutes", "control_share"]
+                  "explore_impressions", "explore_days", "attribution_minutes", "control_share", "uplift_targeting"]
         help_texts = {"total_budget": "Empty: no total limit.", "daily_budget": "Empty: no daily limit; spend is paced evenly across the day."}
 
     def __init__(self, *args, **kwargs) -> None:

@@ -104,6 +104,62 @@ def logs(campaign: Campaign, now: datetime) -> pd.DataFrame:
     return rows.merge(arms[["decision_id", "t"]], on="decision_id")
 
 
+def value_and_cost(campaign: Campaign, rows: pd.DataFrame) -> tuple[float, float]:
+    """What one response is worth (the mean value of the campaign's answering events, 1 when they carry none)
+    and what one contact costs (the mean serving cost of its ads' channels)."""
+    from django.db.models import Avg
+
+    from . import spend
+    from .models import Channel
+
+    value = Event.objects.filter(campaign=campaign, type__in=rates.GOAL_EVENTS[campaign.goal], value__gt=0).aggregate(
+        v=Avg("value"))["v"]
+    channels = Channel.objects.filter(placements__ads__campaign=campaign).distinct()
+    costs = [float(spend.cost_of_serving(c)) for c in channels]
+    return float(value) if value else 1.0, (sum(costs) / len(costs)) if costs else 0.0
+
+
+def choose_persuadable(campaign: Campaign, scorer: UpliftScorer, rows: pd.DataFrame, now: datetime) -> dict:
+    """Score every customer with a persona now, keep the persuadable (ml.uplift.select_persuadable), store them as
+    the campaign's "Persuadable" audience — a list kept by this job, which decisions and delivery lists check."""
+    from django.db import transaction
+
+    from audiences.models import Audience, AudienceMember, Persona
+    from audiences.personas import snapshot_of
+    from ml import uplift
+
+    from . import setup
+
+    ids, frames = [], []
+    stand_in = {"ad_id": STAND_IN, "tags": "", "genres": []}
+    personas = Persona.objects.select_related("customer").order_by("customer_id")
+    for start in range(0, personas.count(), 20_000):
+        chunk = list(personas[start:start + 20_000])
+        ids += [p.customer_id for p in chunk]
+        frames.append(pd.DataFrame([automodel.features(snapshot_of(p, p.customer), stand_in, now) for p in chunk]))
+    predicted = scorer.predict(pd.concat(frames, ignore_index=True)) if frames else np.empty(0)
+    value, cost = value_and_cost(campaign, rows)
+    target = float(campaign.target_cpa) if campaign.target_cpa is not None else None
+    picked = uplift.select_persuadable(predicted, value=value, cost=cost, target_cpa=target)
+    name = f"Persuadable: {campaign.name}"[:120]
+    with transaction.atomic():
+        audience = campaign.persuadable or Audience.objects.filter(name=name).first() or Audience.objects.create(
+            name=name, kind=Audience.Kind.LIST,
+            description=f"Kept by the uplift model of “{campaign.name}”: the customers it is predicted to persuade "
+                        "while the incremental CPA stays under the campaign's target. Replaced at every uplift training.")
+        AudienceMember.objects.filter(audience=audience).delete()
+        chosen_ids = np.asarray(ids)[picked.include].tolist() if len(ids) else []
+        AudienceMember.objects.bulk_create([AudienceMember(audience=audience, customer_id=c) for c in chosen_ids], batch_size=5000)
+        Audience.objects.filter(pk=audience.pk).update(size=len(chosen_ids), size_at=now)
+        Campaign.objects.filter(pk=campaign.pk).update(persuadable=audience)
+        setup.changed()  # decisions hold the campaign in their set-up: its audience moved
+    scored = len(ids)
+    return {"audience": audience.pk, "scored": scored, "included": picked.customers,
+            "share": picked.customers / scored if scored else 0.0, "threshold": picked.threshold,
+            "predicted_incremental": picked.incremental, "predicted_incremental_cpa": picked.incremental_cpa,
+            "predicted_incremental_profit": picked.incremental_profit, "value": value, "cost": cost, "target_cpa": target}
+
+
 def build_uplift_model(campaign: Campaign, *, now: datetime | None = None, by=None,
                        progress: Callable[[float, str], None] | None = None) -> dict:
     """Fit every learner on 70 % of the campaign's treated and control decisions, register the best by Qini on the rest."""
@@ -155,6 +211,10 @@ def build_uplift_model(campaign: Campaign, *, now: datetime | None = None, by=No
     )
     # Uplift models are not gated off-policy: the holdout is itself a randomised experiment. The newest serves.
     registry.promote(version, by="uplift training")
+    report(0.9, "Choosing the persuadable customers")
+    chosen_set = choose_persuadable(campaign, scorer, rows, now)
+    ModelVersion.objects.filter(pk=version.pk).update(metrics={**metrics, "targeting": chosen_set})
+    metrics["targeting"] = chosen_set
     report(1.0, f"{best.replace('_', ' ')}: Qini {metrics['qini'] if metrics['qini'] is not None else float('nan'):.3f}")
     return {"version": version.pk, "number": version.version, "learner": best, "qini": metrics["qini"],
             "treated": treated, "control": control}

@@ -118,6 +118,13 @@ class Campaign(models.Model):
                   "decisions are logged as “control” so the campaign's effect can be measured against them")
     control_salt = models.PositiveIntegerField(default=new_salt, editable=False,
                                                help_text="Makes this campaign's control group its own")
+    uplift_targeting = models.BooleanField(
+        "target by uplift", default=False,
+        help_text="Serve only the customers the ad persuades: ranked by predicted uplift × value − cost, kept while the "
+                  "predicted incremental CPA stays under the target CPA, never those it would not change. Needs a control "
+                  "group and an uplift model; until the first one exists everyone is served.")
+    persuadable = models.ForeignKey("audiences.Audience", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
+                                    editable=False, help_text="Who the latest uplift model chose (kept by the uplift job)")
     model_job = models.ForeignKey("ml.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+",
                                   editable=False, help_text="The latest training of the campaign's model")
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")

@@ -455,3 +455,50 @@ def evaluate(y, uplift, t, *, k: float = 0.3, max_points: int = 101) -> UpliftRe
         perfect_qini_curve=chart_points(*perfect_qini_curve(y, t), max_points),
     )
 
+
+
+@dataclass
+class Selection:
+    """Who to target by uplift, and what the choice is predicted to earn."""
+
+    include: np.ndarray  # bool per customer
+    threshold: float | None  # the least predicted uplift included (None: nobody)
+    customers: int
+    incremental: float  # predicted incremental responses of those included
+    cost: float
+    incremental_cpa: float | None
+    incremental_profit: float
+
+
+def select_persuadable(uplift, *, value: float, cost: float, target_cpa: float | None = None) -> Selection:
+    """Rank customers by predicted uplift × value − cost and keep the best while it pays.
+
+    Never a customer with a predicted uplift of zero or less (the ad would not help, or would hurt).
+    With a target CPA: the longest best-first prefix whose predicted incremental CPA (contacts' cost
+    over predicted incremental responses) stays at or under it. Without one: every customer whose
+    uplift × value exceeds the cost of reaching them. `value` is what one response is worth, `cost`
+    what one contact costs.
+    """
+    u = np.asarray(uplift, dtype=np.float64)
+    order = np.argsort(-(u * value - cost), kind="mergesort")
+    ranked = u[order]
+    positive = ranked > 0
+    if target_cpa is not None:
+        incremental = np.cumsum(np.where(positive, ranked, 0.0))
+        spent = cost * np.arange(1, len(ranked) + 1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            icpa = np.where(incremental > 0, spent / incremental, np.inf)
+        ok = positive & (icpa <= target_cpa)
+        # the longest prefix: everything up to the last position that still meets the target, positives only
+        last = int(np.flatnonzero(ok)[-1]) + 1 if ok.any() else 0
+        keep = np.zeros(len(ranked), dtype=bool)
+        keep[:last] = positive[:last]
+    else:
+        keep = positive & (ranked * value - cost > 0)
+    include = np.zeros(len(u), dtype=bool)
+    include[order[keep]] = True
+    n = int(include.sum())
+    gained = float(u[include].sum())
+    spent = float(cost * n)
+    return Selection(include, float(u[include].min()) if n else None, n, gained, spent,
+                     spent / gained if gained > 0 else None, gained * value - spent)

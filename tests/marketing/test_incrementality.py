@@ -104,3 +104,41 @@ def test_the_model_page_shows_the_learners_by_qini_and_the_uplift_curves(world, 
     assert rows[result["learner"]]["values"][0] == pytest.approx(result["qini"])
     assert page.context["uplift"]["qini"]["data"]["datasets"][0]["data"][0] == {"x": 0.0, "y": 0.0}
     assert b"Qini curve" in page.content and b"No variable exploration report" not in page.content
+
+
+def test_targeting_by_uplift_serves_and_lists_only_the_persuadable(world):
+    from audiences.models import AudienceMember
+    from marketing.delivery_lists import batch
+
+    run(world, 2000)
+    campaign = world["campaign"]
+    Channel.objects.update(cost_model=Channel.CostModel.SEND, unit_cost=0.5)  # a send costs 0.50
+    campaign.target_cpa = 2  # loyal listeners: 0.50 / 0.30 = 1.67 a persuaded click; the others ~50
+    campaign.save()
+    result = incrementality.build_uplift_model(campaign, now=NOW)
+    campaign.refresh_from_db()
+    targeting = ModelVersion.objects.get(pk=result["version"]).metrics["targeting"]
+    assert campaign.persuadable is not None and targeting["scored"] == 600
+    chosen = set(AudienceMember.objects.filter(audience=campaign.persuadable).values_list("customer_id", flat=True))
+    assert len(chosen) == targeting["included"] == campaign.persuadable.size
+    segments = dict(Persona.objects.values_list("customer_id", "segment"))
+    assert (targeting["cost"], targeting["value"], targeting["target_cpa"]) == (0.5, 1.0, 2.0), targeting
+    loyal = {c for c, s in segments.items() if s == "loyal"}
+    assert len(chosen & loyal) / len(loyal) > 0.95  # the ad persuades loyal listeners: nearly all are chosen …
+    assert len(chosen & loyal) / len(chosen) > 0.65  # … and fewer others (half the base), only while the average pays
+    assert targeting["threshold"] > 0 and targeting["predicted_incremental_cpa"] <= 2
+
+    # Until targeting by uplift is on, everyone not held out is served; then only the persuadable.
+    Campaign.objects.filter(pk=campaign.pk).update(uplift_targeting=True)
+    campaign.refresh_from_db()
+    later = NOW + timedelta(days=2)
+    outside = next(c for c in world["people"] if c.pk not in chosen and not control.held_out(c.pk, 0.3, campaign.control_salt))
+    inside = next(c for c in world["people"] if c.pk in chosen and not control.held_out(c.pk, 0.3, campaign.control_salt))
+    decision, ads = decide(Customer.objects.select_related("persona").get(pk=outside.pk), world["push"], now=later)
+    assert ads == [] and decision.reason == "none"
+    decision, ads = decide(Customer.objects.select_related("persona").get(pk=inside.pk), world["push"], now=later)
+    assert ads == [world["ad"]]
+    done, rows = batch(campaign, world["push"], "persuadable", 0, 1000, now=later)
+    listed = {r.customer for r in rows}
+    allowed = {c.external_id for c in world["people"] if c.pk in chosen and not control.held_out(c.pk, 0.3, campaign.control_salt)}
+    assert listed and listed <= allowed

@@ -250,3 +250,20 @@ def test_a_fitted_learner_predicts_the_same_after_pickling():
     for name in LEARNERS:
         model = fitted(name)
         assert np.array_equal(pickle.loads(pickle.dumps(model)).predict(x), model.predict(x))
+
+
+def test_persuadable_customers_are_the_best_first_prefix_that_keeps_the_incremental_cpa_under_target():
+    from ml.uplift import select_persuadable
+
+    u = np.array([0.10, -0.05, 0.02, 0.30, 0.0, 0.05])
+    # Best first: 0.30, 0.10, 0.05, 0.02. Cost 1 a contact: iCPA 1/0.30 = 3.3, 2/0.40 = 5, 3/0.45 = 6.7, 4/0.47 = 8.5.
+    chosen = select_persuadable(u, value=20.0, cost=1.0, target_cpa=7.0)
+    assert chosen.include.tolist() == [True, False, False, True, False, True]
+    assert chosen.customers == 3 and chosen.threshold == pytest.approx(0.05)
+    assert chosen.incremental_cpa == pytest.approx(3 / 0.45) and chosen.incremental_profit == pytest.approx(0.45 * 20 - 3)
+    # Without a target: whoever is worth more than the contact (uplift × 20 > 1, so uplift > 0.05).
+    assert select_persuadable(u, value=20.0, cost=1.0).include.tolist() == [True, False, False, True, False, False]
+    # Never a negative or zero uplift, even when contacts are free and the target generous.
+    free = select_persuadable(u, value=1.0, cost=0.0, target_cpa=1e9)
+    assert free.include.tolist() == [True, False, True, True, False, True]
+    assert select_persuadable(u, value=20.0, cost=1.0, target_cpa=1.0).customers == 0
