@@ -206,7 +206,7 @@ def build_uplift_model(campaign: Campaign, *, now: datetime | None = None, by=No
                            for name in ("uplift_curve", "qini_curve", "perfect_uplift_curve", "perfect_qini_curve")}
                 | {"n": int(chosen.n), "n_treated": int(chosen.n_treated), "k": float(chosen.k)}},
         trained_on={"decisions": len(rows), "treated": treated, "control": control, "test_rows": len(test),
-                    "until": now.isoformat(), "goal": campaign.goal},
+                    "until": now.isoformat(), "goal": campaign.goal, "campaign": campaign.name},
         notes=f"{best.replace('_', ' ')} chosen by Qini on 30 % of the customers held out from training.",
     )
     # Uplift models are not gated off-policy: the holdout is itself a randomised experiment. The newest serves.

@@ -146,7 +146,7 @@ def build_model(campaign: Campaign, *, now: datetime | None = None, by=None,
         trained_on={"decisions": int(decisions.shape[0]), "rows": int(rows["served"].sum()) if len(rows) else 0,
                     "train_rows": trained.train_rows, "validation_rows": trained.validation_rows,
                     "attribution_minutes": campaign.attribution_minutes, "until": now.isoformat(),
-                    "validation_from": trained.report["boundary"], "goal": campaign.goal,
+                    "validation_from": trained.report["boundary"], "goal": campaign.goal, "campaign": campaign.name,
                     "ads": [int(a) for a in ads["ad_id"]]},
         notes=f"Trained on {trained.train_rows:,} decisions, validated on the next {trained.validation_rows:,}.",
         by=by, campaign_id=campaign.pk,
@@ -197,7 +197,8 @@ def update_online(campaign: Campaign, *, now: datetime | None = None) -> dict:
     if len(served):
         online.update(scorer, served[automodel.FEATURES].to_dict("records"), served["responded"].to_numpy())
         online.until = served["created_at"].max().isoformat()
-    trained_on = {"events": int(online.ftrl.events_seen), "until": online.until, "base_version": champion.version}
+    trained_on = {"events": int(online.ftrl.events_seen), "until": online.until, "base_version": champion.version,
+                  "campaign": campaign.name}
     artefact = pickle.dumps(online, protocol=pickle.HIGHEST_PROTOCOL)
     if online_version is None:
         online_version = registry.register_candidate(
