@@ -43,6 +43,8 @@ Incremental, per campaign, against its control group (marketing/control.py):
 
 Filters apply to both arms: a channel keeps decisions on its placements, an audience its current
 members' decisions, an ad the decisions that served it against the controls it was withheld from.
+Delivery lists log no decisions (they leave control customers out without one), so the lift
+measures the decision engine's traffic; their sends still count in the attributed figures.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def check_query(params: Mapping[str, str], today: date | None = None) -> RoiQuer
         raw = (params.get(name) or "").strip()
         if not raw:
             return None
-        if not raw.isdigit() or not model.objects.filter(pk=int(raw)).exists():
+        if not raw.isdigit() or len(raw) > 18 or not model.objects.filter(pk=int(raw)).exists():
             errors[name] = f"There is no {model._meta.verbose_name} {raw[:20]!r}."
             return None
         return int(raw)
@@ -170,6 +172,8 @@ def check_query(params: Mapping[str, str], today: date | None = None) -> RoiQuer
 
 @dataclass
 class Measures:
+    """The figures of one group, day or total; the ratios follow from them."""
+
     impressions: int = 0
     reach: int = 0
     clicks: int = 0
@@ -179,6 +183,7 @@ class Measures:
     spend: float = 0.0
 
     def add(self, cell: "Measures") -> None:
+        """Add a cell's counts and sums; reach is not additive (distinct customers) and is counted on its own."""
         for name in ("impressions", "clicks", "streams", "conversions", "revenue", "spend"):
             setattr(self, name, getattr(self, name) + getattr(cell, name))
 

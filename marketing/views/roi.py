@@ -6,6 +6,7 @@ from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.views.decorators.http import require_GET
+from django_htmx.http import push_url
 
 from accounts.access import viewer_required
 from audiences.models import Audience
@@ -35,7 +36,10 @@ def roi_report(request):
         context = {"errors": {}, "state": _state(query), **present(roi.report(query))}
     context.update(section="roi", groups=roi.GROUPS, fields=FIELDS, updated=timezone.localtime())
     if request.htmx:
-        return render(request, "marketing/roi.html#results", context)
+        response = render(request, "marketing/roi.html#results", context)
+        if request.htmx.trigger == "roi-filters" and not context["errors"]:  # the address bar without the empty fields
+            return push_url(response, "?" + context["params"])
+        return response
     context["choices"] = {
         "campaigns": Campaign.objects.order_by("name").values_list("pk", "name"),
         "channels": Channel.objects.order_by("name").values_list("pk", "name"),
@@ -74,7 +78,11 @@ def percent(x: float | None, digits: int = 1) -> str:
     return "—" if x is None else f"{100 * x:,.{digits}f}\u00a0%"
 
 
-def interval(i: roi.Interval | None, form=lambda v: f"{v:,.0f}") -> dict | None:
+def count(x: float) -> str:
+    return f"{round(x) or 0:,}"  # never "-0"
+
+
+def interval(i: roi.Interval | None, form=count) -> dict | None:
     return None if i is None else {"estimate": form(i.estimate), "low": form(i.low), "high": form(i.high),
                                    "positive": i.low > 0, "negative": i.high < 0}
 
@@ -84,14 +92,12 @@ def present(report: roi.Report) -> dict:
     q, total, inc = report.query, report.total, report.incremental
     inc_roi = inc.roi if inc else None
     kpis = [
-        {"label": "Spend", "value": money(total.spend), "icon": "wallet2", "sub": f"{total.impressions:,} impressions, {total.reach:,} reached"},
+        {"label": "Spend", "value": money(total.spend), "icon": "wallet2", "sub": f"{total.impressions:,} impressions"},
         {"label": "Revenue", "value": money(total.revenue), "icon": "cash-coin", "sub": f"ROAS {total.roas:,.2f}" if total.roas is not None else "no spend yet"},
-        {"label": "ROI", "value": percent(total.roi, 0), "icon": "graph-up-arrow", "sub": "(revenue − spend) / spend, attributed"},
+        {"label": "ROI", "value": percent(total.roi, 0), "icon": "graph-up-arrow", "sub": "attributed to the ads"},
         {"label": "Incremental ROI", "value": percent(inc_roi.estimate, 0) if inc_roi else "—", "icon": "bullseye",
-         "sub": (f"95 % CI {percent(inc_roi.low, 0)} to {percent(inc_roi.high, 0)}, against control groups" if inc_roi
-                 else "needs control decisions in the range")},
-        {"label": "Conversions", "value": f"{total.conversions:,}", "icon": "check2-circle",
-         "sub": f"{total.clicks:,} clicks · {total.streams:,} streams"},
+         "sub": f"95 % CI {percent(inc_roi.low, 0)} to {percent(inc_roi.high, 0)}" if inc_roi else "needs a control group"},
+        {"label": "Conversions", "value": f"{total.conversions:,}", "icon": "check2-circle", "sub": f"{total.clicks:,} clicks"},
         {"label": "CPA", "value": money(total.cpa), "icon": "tag", "sub": "spend per conversion"},
     ]
     columns = COLUMNS + (INCREMENTAL_COLUMNS if q.group == "campaign" else [])

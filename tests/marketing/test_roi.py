@@ -261,6 +261,11 @@ def test_an_htmx_request_gets_the_results_without_the_layout(client_for, ann, wo
     partial = client_for(ann).get(URL, RANGE, HTTP_HX_REQUEST="true").content.decode()
     assert "<html" not in partial and "Main navigation" not in partial and 'id="roi-filters"' not in partial
     assert "Upsell" in partial and "Download CSV" in partial and 'hx-swap-oob="true"' in partial
+    filtered = client_for(ann).get(URL, {**RANGE, "group": "ad", "campaign": "", "ad": ""}, HTTP_HX_REQUEST="true",
+                                   HTTP_HX_TRIGGER="roi-filters")
+    assert filtered["HX-Push-Url"] == "?start=2026-03-10&end=2026-03-11&group=ad&sort=-spend"  # the empty fields left out
+    polled = client_for(ann).get(URL, RANGE, HTTP_HX_REQUEST="true", HTTP_HX_TRIGGER="roi-results")
+    assert "HX-Push-Url" not in polled  # a poll leaves the history alone
 
 
 def test_the_date_range_and_the_grouping_change_the_numbers(client_for, ann, world):
