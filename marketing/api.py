@@ -122,7 +122,9 @@ def record_events(items, *, source: str) -> tuple[dict, int]:
         return error, status.HTTP_400_BAD_REQUEST
     customers = dict(Customer.objects.filter(external_id__in={d["customer"] for _, d in good}).values_list("external_id", "pk"))
     ads = dict(Ad.objects.filter(pk__in={d["ad"] for _, d in good if d.get("ad")}).values_list("pk", "campaign_id"))
-    decisions = set(Decision.objects.filter(pk__in={d["decision"] for _, d in good if d.get("decision")}).values_list("pk", flat=True))
+    # A decision's campaign for events without an ad: a control decision withheld one (outcomes must still compare).
+    decisions = {pk: ((context or {}).get("control") or {}).get("campaign") for pk, context in Decision.objects.filter(
+        pk__in={d["decision"] for _, d in good if d.get("decision")}).values_list("pk", "context")}
     rows = []
     for index, data in good:
         problem = None
@@ -136,7 +138,8 @@ def record_events(items, *, source: str) -> tuple[dict, int]:
             rejected.append({"index": index, "field": problem[0], "value": str(problem[1]), "reason": problem[2]})
             continue
         rows.append(Event(source=source, key=data["id"], type=data["type"], customer_id=customers[data["customer"]],
-                          decision_id=data.get("decision"), ad_id=data.get("ad"), campaign_id=ads.get(data.get("ad")),
+                          decision_id=data.get("decision"), ad_id=data.get("ad"),
+                          campaign_id=ads.get(data.get("ad")) or decisions.get(data.get("decision")),
                           value=data["value"], occurred_at=data["occurred_at"]))
     unique = list({row.key: row for row in rows}.values())  # a batch repeating an id counts it once
     with transaction.atomic():

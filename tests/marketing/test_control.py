@@ -90,3 +90,16 @@ def test_delivery_lists_leave_the_control_group_out(world):
     listed = {r.customer for r in rows}
     expected = {c.external_id for c in world["people"] if not control.held_out(c.pk, 0.3, campaign.control_salt)}
     assert listed == expected
+
+
+def test_an_outcome_of_a_control_decision_is_credited_to_the_campaign_that_held_the_customer_out(world):
+    from marketing.api import record_events
+    from marketing.models import Event
+
+    campaign = world["campaign"]
+    held = next(c for c in world["people"] if control.held_out(c.pk, 0.3, campaign.control_salt))
+    decision, _ = decide(held, world["push"], now=NOW)
+    body, code = record_events([{"id": "organic-1", "type": "conversion", "customer": held.external_id,
+                                 "decision": str(decision.pk), "occurred_at": NOW.isoformat()}], source="app")
+    assert code == 200 and body["created"] == 1
+    assert Event.objects.get(key="organic-1").campaign_id == campaign.pk
