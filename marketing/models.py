@@ -466,3 +466,109 @@ class ExternalSpend(models.Model):
 
     def __str__(self) -> str:
         return f"{self.day} {self.scope}: {self.amount}"
+
+
+class MixDataset(models.Model):
+    """Spend per channel and one outcome per period: what a marketing-mix model is fitted on (see mix_data.py).
+
+    Uploaded as CSV or built from the platform's own spend and conversions. The series is small
+    (a few hundred periods × a few channels), so it is kept whole in `data`, written once: a
+    rejected upload stores nothing, and a model's inputs never change under it.
+    """
+
+    class Source(models.TextChoices):
+        UPLOAD = "upload", "Uploaded CSV"
+        PLATFORM = "platform", "Platform spend and outcomes"
+
+    class Frequency(models.TextChoices):
+        DAY = "day", "Daily"
+        WEEK = "week", "Weekly"
+        MONTH = "month", "Monthly"
+
+    class OutcomeKind(models.TextChoices):
+        REVENUE = "revenue", "Revenue (money)"
+        COUNT = "count", "Count (conversions, streams …)"
+
+    name = models.CharField(max_length=120)
+    source = models.CharField(max_length=10, choices=Source.choices)
+    frequency = models.CharField(max_length=6, choices=Frequency.choices)
+    outcome_name = models.CharField(max_length=100)
+    outcome_kind = models.CharField(max_length=8, choices=OutcomeKind.choices, default=OutcomeKind.REVENUE)
+    channels = models.JSONField(default=list, help_text="Spend column names, in file order")
+    controls = models.JSONField(default=list, blank=True, help_text="Control variable column names")
+    channel_map = models.JSONField(default=dict, blank=True, help_text='{"spend column": platform channel id}: what applying a scenario sets')
+    data = models.JSONField(default=dict, help_text='{"dates": [iso], "spend": {channel: [...]}, "outcome": [...], "controls": {name: [...]}}')
+    periods = models.PositiveIntegerField()
+    start = models.DateField()
+    end = models.DateField()
+    file_name = models.CharField(max_length=200, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class MixModel(models.Model):
+    """One fit of a marketing-mix model on a dataset: parameters, validation, and the page's report."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Fitting"
+        SUCCEEDED = "succeeded", "Fitted"
+        FAILED = "failed", "Failed"
+
+    dataset = models.ForeignKey(MixDataset, on_delete=models.CASCADE, related_name="models")
+    number = models.PositiveIntegerField(help_text="1, 2, 3 … per dataset")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    job = models.ForeignKey("ml.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    options = models.JSONField(default=dict, blank=True, help_text="adstock, seasonality, bootstrap, plateau threshold …")
+    params = models.JSONField(default=dict, blank=True, help_text="The fitted curves (and bootstrap draws) the allocator uses")
+    metrics = models.JSONField(default=dict, blank=True, help_text="r2, nrmse and mape on the fit and the holdout")
+    report = models.JSONField(default=dict, blank=True, help_text="Contributions, ROI, curves, carryover for the page")
+    error = models.TextField(blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        constraints = [models.UniqueConstraint(fields=["dataset", "number"], name="mix_model_number_once")]
+
+    def __str__(self) -> str:
+        return f"{self.dataset} · fit {self.number}"
+
+
+class BudgetScenario(models.Model):
+    """An allocation of a total budget per period across a fitted model's channels, kept to compare and apply."""
+
+    class Objective(models.TextChoices):
+        RESPONSE = "response", "Maximum response"
+        EFFICIENCY = "efficiency", "Target efficiency"
+
+    class BoundsMode(models.TextChoices):
+        RELATIVE = "relative", "Relative to history (%)"
+        ABSOLUTE = "absolute", "Absolute per period"
+
+    model = models.ForeignKey(MixModel, on_delete=models.CASCADE, related_name="scenarios")
+    name = models.CharField(max_length=120)
+    objective = models.CharField(max_length=10, choices=Objective.choices, default=Objective.RESPONSE)
+    total = models.FloatField(help_text="Budget per period (the dataset's frequency)")
+    target = models.FloatField(null=True, blank=True, help_text="Minimum ROI (revenue outcomes) or maximum CPA (count outcomes)")
+    bounds_mode = models.CharField(max_length=8, choices=BoundsMode.choices, default=BoundsMode.RELATIVE)
+    bounds = models.JSONField(default=dict, help_text='{"channel": [low, high]} as entered')
+    result = models.JSONField(default=dict, help_text="Per channel: from, to, response, marginal ROI, why; totals, warnings")
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    applied_at = models.DateTimeField(null=True, blank=True)
+    applied_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    applied = models.JSONField(default=list, blank=True, help_text='[{"campaign": id, "from": …, "to": …}] as set')
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.name
