@@ -331,7 +331,8 @@ CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"ml.*": {"queue": "ml"}, "marketing.train_campaign_model": {"queue": "ml"},
-                      "marketing.train_uplift_model": {"queue": "ml"}, "audiences.build_personas": {"queue": "ml"}, "audiences.train_lookalike": {"queue": "ml"}}
+                      "marketing.train_uplift_model": {"queue": "ml"}, "marketing.fit_mix_model": {"queue": "ml"},
+                      "audiences.build_personas": {"queue": "ml"}, "audiences.train_lookalike": {"queue": "ml"}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE
 

@@ -719,6 +719,8 @@ def allocate(curves: Curves, *, total: float, low: dict[str, float], high: dict[
             at = 0
             note = ("No spend level reaches the target, not even the lower bounds: they are kept, and the "
                     "efficiency is what they give.")
+        if at == 0 and floor == 0:
+            note = "No spend level reaches the target: at any spend the return stays under it, so nothing is spent."
     spend = _trace(curves, choices, low, step, at)
     spend = _polish(curves, spend, low, high)
     spent = sum(spend.values())
