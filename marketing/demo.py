@@ -26,6 +26,7 @@ operator changed since is left alone. `delete_demo_campaigns` removes what this 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import date, timedelta
 from decimal import Decimal
 
 from django.db import transaction
@@ -284,3 +285,58 @@ def delete_demo_campaigns() -> dict[str, int]:
     deleted["channels"] = channels.count()
     channels.delete()
     return deleted
+
+
+# -- the budget page's history ---------------------------------------------------------------------------------
+
+MIX_NAME = "Demo: three years of weekly subscription revenue"
+# Weekly spend level, carryover θ, half-saturation K (in units of the mean spend), Hill shape S and β (the most
+# the channel can add per week): push is cheap and already saturated, in-player has room to grow, paid social
+# (an external platform, linked to no channel here) carries over for weeks.
+MIX_TRUTH = {
+    "App push": (900, 0.1, 0.6, 1.1, 5200),
+    "In-app banner": (2400, 0.3, 1.0, 1.6, 9000),
+    "In-player": (3200, 0.4, 2.2, 1.8, 21000),
+    "E-mail": (300, 0.2, 0.5, 1.0, 2600),
+    "Paid social": (5000, 0.6, 1.4, 2.2, 17000),
+}
+
+
+def demo_mix_series(weeks: int = 156, seed: int = 11):
+    """Weekly spend per channel and subscription revenue from known curves, with a December peak and promotions."""
+    import numpy as np
+
+    from ml import mmm
+
+    from .mix_data import MixSeries
+
+    rng = np.random.default_rng(seed)
+    start = date(2024, 12, 2) - timedelta(weeks=weeks)
+    t = np.arange(weeks)
+    promo = (rng.random(weeks) < 0.08).astype(float)
+    revenue = 60000 + 4000 * t / weeks + 6000 * np.cos(2 * np.pi * (t - 4) / 52.18) + 9000 * promo
+    spend = {}
+    for name, (level, theta, k, s, beta) in MIX_TRUTH.items():
+        flighted = (rng.random(weeks) < 0.85) * level * rng.lognormal(0, 0.45, weeks)
+        spend[name] = np.round(flighted, 2)
+        carried = mmm.adstock(spend[name], "geometric", theta, 0, 13) / spend[name][spend[name] > 0].mean()
+        revenue = revenue + beta * mmm.hill(carried, k, s)
+    revenue = np.round(revenue + rng.normal(0, 1200, weeks), 2)
+    return MixSeries(dates=[start + timedelta(weeks=i) for i in range(weeks)], frequency="week",
+                     channels=list(spend), spend=spend, outcome=revenue, outcome_name="subscription revenue",
+                     outcome_kind="revenue", controls={"promotion": promo}, name=MIX_NAME, file_name="")
+
+
+def store_demo_mix() -> int:
+    """The demo's marketing history with its first fit queued; 0 when it is there already."""
+    from . import mix
+    from .mix_data import store_dataset
+    from .models import MixDataset
+
+    if MixDataset.objects.filter(name=MIX_NAME).exists():
+        return 0
+    channels = dict(Channel.objects.filter(name__in=list(MIX_TRUTH)).values_list("name", "pk"))
+    dataset = store_dataset(demo_mix_series(), name=MIX_NAME, source=MixDataset.Source.UPLOAD, by=None,
+                            channel_map=channels)
+    mix.queue_fit(dataset, by=None, options={"bootstrap": 40})
+    return 1

@@ -184,3 +184,26 @@ def test_a_worker_fits_the_model_and_reports_progress(celery_worker_process, dja
     model.refresh_from_db()
     assert job.status == Job.Status.SUCCEEDED, job.error
     assert model.status == MixModel.Status.SUCCEEDED and model.metrics["r2_holdout"] > 0.9
+
+
+def test_the_demo_history_is_stored_once_linked_to_the_demo_channels_with_a_fit_queued(db):
+    from marketing import demo
+
+    demo.store_demo_campaigns()
+    assert demo.store_demo_mix() == 1 and demo.store_demo_mix() == 0
+    dataset = MixDataset.objects.get(name=demo.MIX_NAME)
+    assert dataset.periods == 156 and dataset.frequency == "week" and dataset.controls == ["promotion"]
+    linked = {name for name in dataset.channel_map}
+    assert linked == {"App push", "In-app banner", "In-player", "E-mail"}  # paid social is an external platform
+    assert MixModel.objects.get(dataset=dataset).options == {"bootstrap": 40}
+
+
+def test_the_demo_history_tells_its_story_to_the_model():
+    from marketing import demo
+
+    series = demo.demo_mix_series()
+    data = mmm.MixData(spend=series.spend, outcome=series.outcome, controls=series.controls, frequency="week")
+    params, metrics, report = mmm.run(data, mmm.Options(bootstrap=0))
+    assert metrics["r2_holdout"] > 0.85
+    marginal = {c["name"]: c["mroas"] for c in report["channels"]}
+    assert marginal["In-player"] > marginal["App push"]  # push is saturated, in-player has room to grow

@@ -27,6 +27,8 @@ class Command(BaseCommand):
             if options["verbosity"] >= 1:
                 self.stdout.write("reset: deleted " + ", ".join(f"{n} {kind}" for kind, n in deleted.items()))
         made = demo.store_demo_campaigns()
+        if demo.store_demo_mix() and options["verbosity"] >= 1:
+            self.stdout.write("Demo marketing history for the Budget page stored; its first model is fitting.")
         if options["verbosity"] >= 1:
             if any(made.values()):
                 self.stdout.write("Demo campaigns: created " + ", ".join(f"{n} {kind}" for kind, n in made.items() if n))
