@@ -444,3 +444,71 @@ class LookalikeScore(models.Model):
     class Meta:
         constraints = [models.UniqueConstraint(fields=["lookalike", "rank"], name="lookalike_score_rank")]
         indexes = [models.Index(fields=["customer", "lookalike"], name="lookalike_score_customer")]
+
+
+# -- music intelligence: recommendations, audio, release forecasts ----------------------------------------------
+
+
+class Recommendations(models.Model):
+    """A customer's top items from the serving recommender, best first (one indexed read on the decision path)."""
+
+    customer = models.OneToOneField(Customer, primary_key=True, on_delete=models.CASCADE, related_name="recommendations")
+    items = models.JSONField(default=list, help_text="Item ids, best first")
+    scores = models.JSONField(default=list)
+    model_key = models.CharField(max_length=60, help_text='The registry key that made them, e.g. "recsys:als"')
+    built_at = models.DateTimeField()
+
+
+class SimilarItems(models.Model):
+    """An item's nearest items by the serving recommender (co-listening or, for a new item, its tags)."""
+
+    item = models.OneToOneField(Item, primary_key=True, on_delete=models.CASCADE, related_name="similar")
+    items = models.JSONField(default=list, help_text="Item ids, most similar first")
+    scores = models.JSONField(default=list)
+    model_key = models.CharField(max_length=60)
+    cold_start = models.BooleanField(default=False, help_text="Placed by its tags: nobody had played it yet")
+    built_at = models.DateTimeField()
+
+
+class AudioAnalysis(models.Model):
+    """An uploaded recording of a catalogue item and what the audio job found in it."""
+
+    class Status(models.TextChoices):
+        QUEUED = "queued", "Queued"
+        RUNNING = "running", "Analysing"
+        SUCCEEDED = "succeeded", "Analysed"
+        FAILED = "failed", "Failed"
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="audio")
+    file = models.FileField(upload_to="audio/%Y/%m/")
+    original_name = models.CharField(max_length=255)
+    offset = models.FloatField(null=True, blank=True, help_text="Chorus start chosen by the operator, in seconds")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    job = models.ForeignKey("ml.Job", null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    error = models.TextField(blank=True)
+    result = models.JSONField(default=dict, blank=True, help_text="duration, chorus, descriptors, tags, hit score, spectrogram")
+    hit_score = models.FloatField(null=True, blank=True)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    created_at = models.DateTimeField(auto_now_add=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+
+class StreamForecast(models.Model):
+    """A release's predicted cumulative plays at day 60, from its first `horizon` days."""
+
+    item = models.ForeignKey(Item, on_delete=models.CASCADE, related_name="forecasts")
+    horizon = models.PositiveSmallIntegerField(help_text="Days of plays the forecast saw: 3, 7, 14 or 30")
+    p10 = models.FloatField()
+    p50 = models.FloatField()
+    p90 = models.FloatField()
+    naive = models.FloatField(help_text="The naive baseline's forecast, for comparison")
+    curve = models.JSONField(default=list, help_text="Expected cumulative plays per day from the horizon to day 60")
+    model_version = models.ForeignKey("ml.ModelVersion", null=True, on_delete=models.SET_NULL, related_name="+")
+    made_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["item", "horizon"]
+        constraints = [models.UniqueConstraint(fields=["item", "horizon"], name="stream_forecast_once_per_horizon")]
