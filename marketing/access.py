@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404
 
 from accounts.models import WRITE_ROLES, role_of
 
-from .models import Ad, Campaign, Channel, FrequencyCap, Placement
+from .models import Ad, BudgetScenario, Campaign, Channel, FrequencyCap, MixDataset, MixModel, Placement
 
 
 def _get(queryset: QuerySet, user, pk: int, write: bool) -> Model:
@@ -40,3 +40,15 @@ def get_placement_for_user(user, pk: int, *, write: bool = False) -> Placement:
 
 def get_cap_for_user(user, pk: int, *, write: bool = False) -> FrequencyCap:
     return _get(FrequencyCap.objects.select_related("ad", "campaign", "placement", "channel"), user, pk, write)
+
+
+def get_dataset_for_user(user, pk: int, *, write: bool = False) -> MixDataset:
+    return _get(MixDataset.objects.select_related("created_by"), user, pk, write)
+
+
+def get_mix_model_for_user(user, pk: int, *, write: bool = False) -> MixModel:
+    return _get(MixModel.objects.select_related("dataset", "job", "created_by"), user, pk, write)
+
+
+def get_scenario_for_user(user, pk: int, *, write: bool = False) -> BudgetScenario:
+    return _get(BudgetScenario.objects.select_related("model__dataset", "created_by", "applied_by"), user, pk, write)

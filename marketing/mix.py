@@ -195,3 +195,11 @@ def platform_dataset(*, start: date, end: date, frequency: str, outcome: str, by
     name = f"Platform {outcome}, {frequency}ly, {first:%d %b %Y} – {last:%d %b %Y}".replace("dayly", "daily")
     return store_dataset(series, name=name, source=MixDataset.Source.PLATFORM, by=by,
                                   channel_map=getattr(series, "channel_ids", None))
+
+
+# Added for the budget pages (marketing/views/budget.py): the dataset's channel links, the one write they make outside this module.
+def link_channels(dataset: MixDataset, mapping: dict[str, int]) -> MixDataset:
+    """Link spend columns to platform channels (what applying a scenario sets); columns not given are unlinked."""
+    dataset.channel_map = {column: int(pk) for column, pk in mapping.items() if column in dataset.channels}
+    dataset.save(update_fields=["channel_map"])
+    return dataset

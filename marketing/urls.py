@@ -26,7 +26,19 @@ campaigns = ([
     path("simulate/", views.simulate, name="simulate"),
     path("simulate/customers/", views.simulate_customers, name="simulate_customers"),
 ], "campaigns")
-budget = ([path("", views.budget, name="overview")], "budget")
+budget = ([
+    path("", views.budget.overview, name="overview"),
+    path("upload/", views.budget.upload, name="upload"),
+    path("platform/", views.budget.platform, name="platform"),
+    path("datasets/<int:pk>/", views.budget.dataset_detail, name="dataset"),
+    path("datasets/<int:pk>/fit/", views.budget.dataset_fit, name="fit"),
+    path("datasets/<int:pk>/channels/", views.budget.dataset_channels, name="channels"),
+    path("models/<int:pk>/", views.budget.model_detail, name="model"),
+    path("models/<int:pk>/allocate/", views.budget.model_allocate, name="allocate"),
+    path("scenarios/<int:pk>/", views.budget.scenario_detail, name="scenario"),
+    path("scenarios/<int:pk>/apply/", views.budget.scenario_apply, name="apply"),
+    path("compare/", views.budget.compare, name="compare"),
+], "budget")
 
 api_urls = [
     path("decisions", api.DecisionCreate.as_view(), name="api-decisions"),

@@ -11,7 +11,8 @@ from .campaign_pages import (  # noqa: F401
     cap_delete,
     cap_new,
 )
-from .dashboard import budget, dashboard  # noqa: F401
+from . import budget  # noqa: F401
+from .dashboard import dashboard  # noqa: F401
 from .decision_log import decision_log  # noqa: F401
 from .delivery_pages import channel_edit, delivery, placement_edit, plan_edit, simulate, simulate_customers  # noqa: F401
 from .roi import roi_csv, roi_report  # noqa: F401

@@ -1,4 +1,4 @@
-"""The dashboard and the budget overview."""
+"""The dashboard."""
 
 from __future__ import annotations
 
@@ -86,8 +86,3 @@ def dashboard(request):
     }
     return render(request, "marketing/dashboard.html", context)
 
-
-@require_GET
-@viewer_required
-def budget(request):
-    return render(request, "marketing/budget.html")

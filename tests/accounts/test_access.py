@@ -10,6 +10,7 @@ from django.urls import URLPattern, URLResolver, get_resolver, reverse
 from audiences.models import Audience, Customer, DataImport, Lookalike
 from marketing.models import Ad, Campaign, Channel, FrequencyCap, Placement
 from ml.models import Job, ModelVersion
+from tests.marketing.test_budget_pages import fitted_model, make_scenario
 
 # name: (kwargs builder key, least role for GET, methods allowed)
 VIEWER, WRITER, ADMIN = "viewer", "writer", "admin"
@@ -59,6 +60,16 @@ PAGES = {
     "campaigns:simulate": (None, VIEWER, {"GET"}),
     "campaigns:simulate_customers": (None, VIEWER, {"GET"}),
     "budget:overview": (None, VIEWER, {"GET"}),
+    "budget:upload": (None, WRITER, {"POST"}),
+    "budget:platform": (None, WRITER, {"POST"}),
+    "budget:dataset": ("dataset", VIEWER, {"GET"}),
+    "budget:fit": ("dataset", WRITER, {"POST"}),
+    "budget:channels": ("dataset", WRITER, {"POST"}),
+    "budget:model": ("mix_model", VIEWER, {"GET"}),
+    "budget:allocate": ("mix_model", WRITER, {"POST"}),
+    "budget:scenario": ("scenario", VIEWER, {"GET"}),
+    "budget:apply": ("scenario", WRITER, {"GET", "POST"}),
+    "budget:compare": (None, VIEWER, {"GET"}),
     "jobs:list": (None, VIEWER, {"GET"}),
     "jobs:detail": ("job", VIEWER, {"GET"}),
     "models:list": (None, VIEWER, {"GET"}),
@@ -113,7 +124,9 @@ def objects(alice, mark):
     cap = FrequencyCap.objects.create(level=FrequencyCap.Level.CAMPAIGN, campaign=campaign, max_count=2)
     delivery = {"channel": channel.pk, "placement": placement.pk, "campaign": campaign.pk, "ad": ad.pk, "cap": cap.pk,
                 "ad_new": {"campaign_pk": campaign.pk}}
-    return {**delivery, "customer": customer.pk, "import": data_import.pk, "job": job.pk, "model": model.pk, "user": mark.pk, "client": client.pk,
+    scenario = make_scenario(fitted_model())  # a fitted model's pages and a scenario, without fitting per test
+    budget = {"dataset": scenario.model.dataset_id, "mix_model": scenario.model_id, "scenario": scenario.pk}
+    return {**delivery, **budget, "customer": customer.pk, "import": data_import.pk, "job": job.pk, "model": model.pk, "user": mark.pk, "client": client.pk,
             "audience": audience.pk, "lookalike": lookalike.pk, "why": {"pk": audience.pk, "customer_pk": customer.pk}}
 
 
