@@ -35,8 +35,12 @@ def series_of(dataset: MixDataset):
 
 def check_fit_options(raw: dict) -> dict:
     """The choices of a fit, each checked against FIT_OPTIONS; a bad one names itself."""
-    options = {"adstock": raw.get("adstock") or "geometric", "seasonality": int(raw.get("seasonality") or 2),
-               "bootstrap": int(raw.get("bootstrap") or 40)}
+    def number(key: str, default: int) -> int:
+        value = raw.get(key)
+        return default if value in (None, "") else int(value)
+
+    options = {"adstock": raw.get("adstock") or "geometric", "seasonality": number("seasonality", 2),
+               "bootstrap": number("bootstrap", 40)}
     for key, allowed in FIT_OPTIONS.items():
         if options[key] not in allowed:
             raise ValueError(f"{key}: choose one of {', '.join(map(str, allowed))}.")

@@ -339,7 +339,7 @@ def fit(data: MixData, options: Options, rows: np.ndarray | None = None, *, spec
     constant = np.r_[False, np.ptp(base[rows][:, 1:], axis=0) == 0]
     base[:, constant] = 0.0  # a control that never varies while fitting (an event in the holdout) cannot be learnt: it adds nothing
     low, high = spec.bounds()
-    c, ridge = len(spec.channels), math.sqrt(spec.ridge * len(rows))
+    c, ridge = len(spec.channels), math.sqrt(spec.ridge)
     penalised = np.r_[np.zeros(4 * c), np.ones(c), 0.0, np.ones(base.shape[1] - 1)] > 0
 
     def residuals(p: np.ndarray) -> np.ndarray:
@@ -363,7 +363,7 @@ def fit(data: MixData, options: Options, rows: np.ndarray | None = None, *, spec
     for p0 in starts:
         p0 = _inside(p0, low, high)
         result = optimize.least_squares(residuals, p0, jac=jacobian, bounds=(low, high), method="trf", x_scale="jac",
-                                        max_nfev=300 if start is None else 100)
+                                        max_nfev=2000 if start is None else 300)
         if best is None or result.cost < best.cost:
             best = result
     return Fitted(spec=spec, p=best.x, cost=float(best.cost))
@@ -600,7 +600,7 @@ def _dp(curves: Curves, low: dict, high: dict, budget: float, grid: int) -> tupl
     b = np.arange(grid + 1)
     for c in curves.names:
         room = high[c] - low[c]
-        most = grid if step == 0 else min(grid, int(math.floor(room / step + 1e-9)))
+        most = grid if step == 0 else min(grid, int(math.floor(min(room, budget) / step + 1e-9)))
         gain = curves.response(c, low[c] + np.arange(most + 1) * step)
         j = np.arange(most + 1)
         total = np.full((grid + 1, most + 1), -np.inf)
@@ -722,7 +722,7 @@ def allocate(curves: Curves, *, total: float, low: dict[str, float], high: dict[
         if at == 0 and floor == 0:
             note = "No spend level reaches the target: at any spend the return stays under it, so nothing is spent."
     spend = _trace(curves, choices, low, step, at)
-    spend = _polish(curves, spend, low, high)
+    spend = _polish(curves, _repair(spend, low, high, floor + at * step), low, high)
     spent = sum(spend.values())
     before = curves.total(current)
     after = curves.total(spend)
@@ -787,7 +787,7 @@ def explain(curves: Curves, spend: dict, current: dict, low: dict, high: dict, o
                        "the curve there is extrapolated from the fitted saturation.")
         rows.append({"name": c, "from": before, "to": after, "change": change,
                      "change_pct": change / before * 100 if before > 0 else None,
-                     "low": low[c], "high": high[c],
+                     "low": low[c], "high": high[c] if math.isfinite(high[c]) else None,  # JSON has no infinity
                      "response_from": float(curves.response(c, before)), "response_to": float(curves.response(c, after)),
                      "mroas_from": m0, "mroas_to": m1, "why": why, "warning": warning})
     return rows

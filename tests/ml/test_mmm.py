@@ -175,8 +175,6 @@ def contribution_error(fitted, data, name, truth) -> float:
     return float(fitted.contributions(data)[0][name].sum() / true - 1)
 
 
-# Over seeds 0–4 the default fit lands within 0.02 of θ, 11 % of β on the curve and −16 % on contributions:
-# the ridge shrinks the media (see the xfails below). Without that bias it does θ 0.02, curve 2.3 %, contribution 4 %.
 @pytest.mark.parametrize("seed", [0, 1])
 def test_it_recovers_carryover_and_the_response_curve_over_the_spend_seen(seed):
     data = simulate(GEOMETRIC, seed)
@@ -188,13 +186,6 @@ def test_it_recovers_carryover_and_the_response_curve_over_the_spend_seen(seed):
     assert mmm.scores(data.outcome, fitted.predict(data))["r2"] > 0.98
 
 
-RIDGE_BIAS = (
-    "ml/mmm.fit penalises β with weight sqrt(ridge·n), so the media shrink ~20 % into the unpenalised intercept and "
-    "the fit trades K down and S up along the β–K–S valley (K −15 %, S +35 %, β −20 %, contributions −10 %, "
-    "on noise-free data too)")
-
-
-@pytest.mark.xfail(strict=True, reason=RIDGE_BIAS)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_it_recovers_known_adstock_and_saturation_parameters(seed):
     data = simulate(GEOMETRIC, seed)
@@ -207,7 +198,6 @@ def test_it_recovers_known_adstock_and_saturation_parameters(seed):
         assert p["beta"] == pytest.approx(truth["beta"], rel=0.2), name
 
 
-@pytest.mark.xfail(strict=True, reason=RIDGE_BIAS)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_it_recovers_each_channels_contribution_without_shrinking_it(seed):
     data = simulate(GEOMETRIC, seed)
@@ -308,7 +298,7 @@ def test_each_channel_reports_its_spend_contribution_and_return(job):
         assert ch["roas_interval"] == pytest.approx([low / ch["spend"], high / ch["spend"]])
         assert ch["current"] == pytest.approx(data.spend[name][-13:].mean())
         assert ch["observed_max"] == data.spend[name].max()
-        # against the simulated channel's own contribution; loose, as the ridge shrinks it (see the xfail above)
+        # against the simulated channel's own contribution
         truth = GEOMETRIC[name]
         x = data.spend[name]
         true_contribution = (truth["beta"] * hill(geometric_level(x, truth["theta"]) / x[x > 0].mean(), truth["k"],
@@ -316,9 +306,6 @@ def test_each_channel_reports_its_spend_contribution_and_return(job):
         assert ch["contribution"] == pytest.approx(true_contribution, rel=0.2), name
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "the bootstrap refits fitted values that the ridge already shrank, and the ridge shrinks them again: every draw's "
-    "contribution is below the estimate, so the 90 % interval excludes it (same cause as the ridge bias above)"))
 def test_each_channels_return_interval_contains_its_estimate(job):
     data, params, metrics, report, _ = job
     for ch in report["channels"]:
@@ -445,9 +432,6 @@ def test_the_allocation_spends_exactly_the_total_within_every_bound_over_random_
         assert result["response_after"] == pytest.approx(curves.total(spend))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "ml/mmm._dp rounds each channel's room down to whole grid steps and starts from best = 0 for every budget, "
-    "so when the total is (within a few steps of) the sum of the upper bounds it spends a few steps less"))
 def test_the_allocation_spends_a_total_equal_to_the_sum_of_the_upper_bounds():
     curves = curves_of(a=(100, 1.0, 1.0, 10), b=(80, 1.0, 1.5, 10), c=(60, 1.0, 2.0, 10))
     low, high = dict.fromkeys("abc", 0.0), dict.fromkeys("abc", 1.0)
@@ -456,8 +440,6 @@ def test_the_allocation_spends_a_total_equal_to_the_sum_of_the_upper_bounds():
     assert result["bounds_respected"]
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "bounds_from's absolute mode gives an open upper bound as inf, and ml/mmm._dp takes math.floor(inf): OverflowError"))
 def test_an_absolute_bound_without_a_ceiling_can_be_allocated():
     curves = curves_of(a=(100, 1.0, 1.0, 10), b=(80, 1.0, 1.0, 10))
     current = {"a": 10.0, "b": 10.0}
