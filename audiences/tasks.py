@@ -135,3 +135,60 @@ def lookalikes_in_seed_order() -> list:
         visit(pk)
     by_pk = Audience.objects.in_bulk(ordered)
     return [by_pk[pk] for pk in ordered if pk in by_pk]
+
+
+# -- music intelligence (issue 8): the glue lives in recommend.py, audio_jobs.py and forecasts.py ----------------
+
+
+@shared_task(name="audiences.build_recommendations", acks_late=True)
+def build_recommendations(job_id: int | None = None, model: str = "als") -> None:
+    """Fit the recommender on everyone's plays, store top items, similar items and embeddings (idempotent: rows replaced)."""
+    from . import recommend
+
+    if job_id is None:  # the nightly beat run
+        job_id = Job.objects.create(kind="recommendations", title="Recommendations").pk
+    with running(job_id) as job:
+        if job is None:
+            return
+        job.result = recommend.build(model, progress=job.report)
+        job.message = recommend.summary(job.result)
+
+
+@shared_task(name="audiences.analyse_audio", acks_late=True)
+def analyse_audio(job_id: int, analysis_id: int) -> None:
+    """Decode an uploaded recording, find its chorus, describe, tag and score it (a retry analyses again)."""
+    from . import audio_jobs
+    from .models import AudioAnalysis
+
+    with running(job_id) as job:
+        if job is None:
+            return
+        analysis = audio_jobs.analyse(AudioAnalysis.objects.select_related("item").get(pk=analysis_id), progress=job.report)
+        job.result = {"analysis": analysis.pk, "status": analysis.status, "hit_score": analysis.hit_score}
+        job.message = audio_jobs.summary(analysis)
+
+
+@shared_task(name="audiences.train_audio_models", acks_late=True)
+def train_audio_models(job_id: int) -> None:
+    """Learn the hit model and the genre / mood tagger from the catalogue's audio against its engagement."""
+    from . import audio_jobs
+
+    with running(job_id) as job:
+        if job is None:
+            return
+        job.result = audio_jobs.train(progress=job.report)
+        job.message = audio_jobs.training_summary(job.result)
+
+
+@shared_task(name="audiences.train_forecaster", acks_late=True)
+def train_forecaster(job_id: int | None = None) -> None:
+    """Learn the stream forecaster from the catalogue's release history, then forecast every recent release."""
+    from . import forecasts
+
+    if job_id is None:
+        job_id = Job.objects.create(kind="stream_forecast", title="Stream forecasts").pk
+    with running(job_id) as job:
+        if job is None:
+            return
+        job.result = forecasts.train_and_forecast(progress=job.report)
+        job.message = forecasts.summary(job.result)

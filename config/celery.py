@@ -36,5 +36,8 @@ app.conf.beat_schedule = {
     # Campaign models learn again from the latest logs (the end of an exploration also starts one at once).
     "campaign-uplift-models": {"task": "marketing.retrain_uplift_models", "schedule": crontab(hour=3, minute=30)},
     "campaign-online-models": {"task": "marketing.update_online_models", "schedule": 60.0},
+    # Nightly music jobs: recommendations from the day's plays, then forecasts of recent releases.
+    "recommendations": {"task": "audiences.build_recommendations", "schedule": crontab(hour=2, minute=0)},
+    "stream-forecasts": {"task": "audiences.train_forecaster", "schedule": crontab(hour=2, minute=45)},
     "campaign-models": {"task": "marketing.retrain_models", "schedule": settings.RETRAIN_HOURS * 3600.0},
 }

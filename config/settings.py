@@ -332,7 +332,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_DEFAULT_QUEUE = "default"
 CELERY_TASK_ROUTES = {"ml.*": {"queue": "ml"}, "marketing.train_campaign_model": {"queue": "ml"},
                       "marketing.train_uplift_model": {"queue": "ml"}, "marketing.fit_mix_model": {"queue": "ml"},
-                      "audiences.build_personas": {"queue": "ml"}, "audiences.train_lookalike": {"queue": "ml"}}
+                      "audiences.build_personas": {"queue": "ml"}, "audiences.train_lookalike": {"queue": "ml"},
+                      "audiences.build_recommendations": {"queue": "ml"}, "audiences.analyse_audio": {"queue": "ml"},
+                      "audiences.train_audio_models": {"queue": "ml"}, "audiences.train_forecaster": {"queue": "ml"}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE
 
