@@ -153,6 +153,10 @@ class ModelVersion(models.Model):
         LOGISTIC = "logistic", "Logistic regression"
         GBDT_LR = "gbdt_lr", "GBDT + LR"
         FTRL = "ftrl", "FTRL-Proximal"
+        RECSYS = "recsys", "Recommender"
+        AUDIO = "audio", "Audio CNN + GRU"
+        TAGGER = "tagger", "Audio tagger"
+        FORECAST = "forecast", "Stream forecaster"
 
     class Status(models.TextChoices):
         CANDIDATE = "candidate", "Candidate"
