@@ -1,0 +1,150 @@
+"""Recommendations built from the platform's plays: two taste clusters, real ALS and IUF fits."""
+
+from datetime import datetime, timedelta, timezone as dt_timezone
+
+import numpy as np
+import pytest
+
+from audiences import recommend
+from audiences.models import Activity, ActivityKind, Customer, Item, Recommendations, SimilarItems
+from ml.models import ModelVersion
+
+START = datetime(2026, 11, 1, 12, 0, tzinfo=dt_timezone.utc)
+
+
+def make_world(customers_per_cluster: int = 30, items_per_cluster: int = 10, seed: int = 0) -> dict:
+    """Cluster A (hip-hop, energetic, English) and B (classical, calm, German): everyone plays 6 of their cluster's items."""
+    rng = np.random.default_rng(seed)
+    clusters = {}
+    for name, genre, mood, language in (("a", "hip-hop", "energetic", "en"), ("b", "classical", "calm", "de")):
+        items = Item.objects.bulk_create(
+            Item(external_id=f"{name}-item-{i}", title=f"{name.upper()} song {i}", artist=f"{name.upper()} artist {i % 3}",
+                 genres=[genre], moods=[mood], language=language) for i in range(items_per_cluster))
+        people = Customer.objects.bulk_create(Customer(external_id=f"{name}-cust-{i}") for i in range(customers_per_cluster))
+        clusters[name] = {"items": items, "customers": people}
+    activities, key = [], 0
+    for cluster in clusters.values():
+        for c, customer in enumerate(cluster["customers"]):
+            for item_index in rng.permutation(len(cluster["items"]))[:6]:
+                for _ in range(int(rng.integers(2, 6))):
+                    key += 1
+                    activities.append(Activity(key=key, customer=customer, item=cluster["items"][item_index], kind=ActivityKind.PLAY,
+                                               occurred_at=START + timedelta(days=c % 5, minutes=3 * key)))
+    Activity.objects.bulk_create(activities)
+    cold = Item.objects.create(external_id="a-new", title="New hip-hop single", artist="Newcomer", genres=["hip-hop"],
+                               moods=["energetic"], language="en")
+    return {**clusters, "cold": cold}
+
+
+def ids(objects) -> set[int]:
+    return {o.pk for o in objects}
+
+
+@pytest.fixture
+def world(db, settings, tmp_path):
+    settings.MODEL_DIR = tmp_path / "models"
+    recommend._cache.clear()
+    return make_world()
+
+
+def played_by(customer) -> set[int]:
+    return set(Activity.objects.filter(customer=customer, kind=ActivityKind.PLAY).values_list("item_id", flat=True))
+
+
+@pytest.mark.parametrize("model", ["als", "iuf"])
+def test_it_recommends_unplayed_items_of_the_customers_own_cluster(world, model):
+    result = recommend.build(model)
+    assert result["customers"] == 60
+    a_items, b_items = ids(world["a"]["items"]), ids(world["b"]["items"])
+    for cluster, own in (("a", a_items), ("b", b_items)):
+        for customer in world[cluster]["customers"][:10]:
+            rec = Recommendations.objects.get(customer=customer)
+            assert rec.model_key == f"recsys:{model}"
+            assert not set(rec.items) & played_by(customer)
+            top = rec.items[:4]
+            assert set(top) <= own | {world["cold"].pk}, (cluster, top)
+
+
+@pytest.mark.parametrize("model", ["als", "iuf"])
+def test_similar_items_of_a_cluster_item_come_from_that_cluster(world, model):
+    recommend.build(model)
+    a_items = ids(world["a"]["items"])
+    for item in world["a"]["items"][:5]:
+        similar = SimilarItems.objects.get(item=item)
+        assert not similar.cold_start
+        assert item.pk not in similar.items
+        assert set(similar.items[:5]) <= a_items
+
+
+def test_a_new_item_is_placed_near_the_cluster_its_tags_belong_to(world):
+    recommend.build("als")
+    placed = SimilarItems.objects.get(item=world["cold"])
+    assert placed.cold_start
+    assert placed.items and set(placed.items) <= ids(world["a"]["items"])
+
+
+def test_the_build_registers_a_champion_with_metrics_and_a_map(world):
+    result = recommend.build("als")
+    version = ModelVersion.objects.get(key="recsys:als")
+    assert version.status == ModelVersion.Status.CHAMPION and version.kind == "recsys"
+    for name in ("recall10", "ndcg10", "popularity_recall10", "customers", "items"):
+        assert name in version.metrics
+    assert version.metrics["customers"] == 60 and version.metrics["items"] == 20
+    assert 0 <= version.metrics["recall10"] <= 1
+    points = version.report["map"]["points"]
+    assert len(points) == 20 and {"x", "y", "title", "artist", "genre"} <= set(points[0])
+    assert len(version.report["map"]["projection"]["components"]) == 2
+    assert "ALS: recall@10" in recommend.summary(result) and "60 customers" in recommend.summary(result)
+    recommend.build("als")
+    version.refresh_from_db()
+    assert version.status == ModelVersion.Status.RETIRED
+    assert ModelVersion.objects.get(key="recsys:als", version=2).status == ModelVersion.Status.CHAMPION
+
+
+def test_customers_are_placed_on_the_map_beside_their_clusters_items(world):
+    recommend.build("als")
+    points = ModelVersion.objects.get(key="recsys:als").report["map"]["points"]
+    a_ids = ids(world["a"]["items"])
+    a_centre = np.mean([[p["x"], p["y"]] for p in points if p["id"] in a_ids], axis=0)
+    b_centre = np.mean([[p["x"], p["y"]] for p in points if p["id"] not in a_ids], axis=0)
+    here = recommend.customer_point(world["a"]["customers"][0].pk)
+    spot = np.array([here["x"], here["y"]])
+    assert np.linalg.norm(spot - a_centre) < np.linalg.norm(spot - b_centre)
+    assert recommend.customer_point(10**9) is None
+
+
+def test_a_rebuild_replaces_every_row_and_leaves_nothing_stale(world):
+    recommend.build("als")
+    gone = world["b"]["customers"][0]
+    Activity.objects.filter(customer=gone).delete()
+    recommend.build("iuf")
+    assert not Recommendations.objects.filter(customer=gone).exists()
+    assert set(Recommendations.objects.values_list("model_key", flat=True)) == {"recsys:iuf"}
+    assert set(SimilarItems.objects.values_list("model_key", flat=True)) == {"recsys:iuf"}
+    assert Recommendations.objects.count() == 59
+
+
+def test_best_item_for_picks_the_highest_ranked_item_of_the_candidate_set(db):
+    customer = Customer.objects.create(external_id="c")
+    items = Item.objects.bulk_create(Item(external_id=f"i{i}", title=f"I{i}") for i in range(4))
+    Recommendations.objects.create(customer=customer, items=[items[2].pk, items[0].pk, items[1].pk], scores=[3, 2, 1],
+                                   model_key="recsys:als", built_at=START)
+    assert recommend.best_item_for(customer.pk, [items[1].pk, items[0].pk]) == items[0].pk
+    assert recommend.best_item_for(customer.pk, [items[3].pk]) is None
+    assert recommend.best_item_for(customer.pk + 1, [items[0].pk]) is None
+
+
+def test_build_refuses_a_platform_without_plays(db):
+    with pytest.raises(ValueError, match="Nobody has played"):
+        recommend.build("als")
+
+
+def test_sessions_split_where_the_gap_exceeds_30_minutes(db):
+    customer = Customer.objects.create(external_id="c")
+    items = Item.objects.bulk_create(Item(external_id=f"i{i}", title=f"I{i}") for i in range(4))
+    times = [0, 5, 10, 60, 70]  # minutes: a session of 3, then one of 2
+    Activity.objects.bulk_create(Activity(key=n, customer=customer, item=items[n % 4], kind=ActivityKind.PLAY,
+                                          occurred_at=START + timedelta(minutes=t)) for n, t in enumerate(times))
+    item_ids = np.array(sorted(ids(items)))
+    found = recommend.sessions(item_ids)
+    assert [list(s) for s in found] == [[0, 1, 2], [3, 0]]
