@@ -48,10 +48,10 @@ def _number(value) -> float:
     return number if math.isfinite(number) else math.nan
 
 
-def _audio_descriptors(item_ids: list[int]) -> dict[int, dict]:
+def _audio_descriptors(tracks) -> dict[int, dict]:
     """The latest succeeded analysis's descriptors per item (an item may have been analysed several times)."""
     latest: dict[int, dict] = {}
-    rows = (AudioAnalysis.objects.filter(item_id__in=item_ids, status=AudioAnalysis.Status.SUCCEEDED)
+    rows = (AudioAnalysis.objects.filter(item__in=tracks, status=AudioAnalysis.Status.SUCCEEDED)
             .order_by("item_id", "-finished_at", "-id").values_list("item_id", "result"))
     for item_id, result in rows:
         if item_id not in latest:
@@ -67,15 +67,14 @@ def _energy_from_loudness(lufs: float) -> float:
     return float(np.clip((lufs + 30.0) / 25.0, 0.0, 1.0)) if math.isfinite(lufs) else math.nan
 
 
-def _followers(tracks: list[dict], as_of: datetime) -> dict[int, float]:
+def _followers(tracks: list[dict], queryset, as_of: datetime) -> dict[int, float]:
     """Per track, the artist's reach before it came out: the most distinct listeners of one of the artist's earlier tracks.
 
     Counted over plays before `as_of` (the log has no follower counts); NaN for a debut. A lower bound
     of the fanbase, and cheap: one GROUP BY item query.
     """
-    ids = [t["id"] for t in tracks]
     listeners = dict(
-        Activity.objects.filter(kind=ActivityKind.PLAY, item_id__in=ids, occurred_at__lt=as_of)
+        Activity.objects.filter(kind=ActivityKind.PLAY, item__in=queryset, occurred_at__lt=as_of)
         .values("item_id").annotate(n=Count("customer_id", distinct=True)).values_list("item_id", "n")
     )
     by_artist: dict[str, list[tuple[date, int]]] = {}
@@ -105,8 +104,9 @@ def release_history(as_of: datetime | None = None, *, days: int = forecast.TARGE
     if first is None:
         return empty
     first_day = timezone.localdate(first)
-    tracks = list(Item.objects.filter(kind=ItemKind.TRACK, release_date__gte=first_day, release_date__lt=today)
-                  .order_by("release_date", "id").values("id", "artist", "genres", "release_date", "attributes"))
+    # Subqueries, not id lists: a catalogue can hold more tracks than SQLite takes query parameters.
+    releases = Item.objects.filter(kind=ItemKind.TRACK, release_date__gte=first_day, release_date__lt=today)
+    tracks = list(releases.order_by("release_date", "id").values("id", "artist", "genres", "release_date", "attributes"))
     if not tracks:
         return empty
     row_of = {t["id"]: i for i, t in enumerate(tracks)}
@@ -123,8 +123,8 @@ def release_history(as_of: datetime | None = None, *, days: int = forecast.TARGE
         if 0 <= offset < days:
             daily[row_of[item_id], offset] = count
 
-    followers = _followers(tracks, day_start)
-    audio = _audio_descriptors(list(row_of))
+    followers = _followers(tracks, releases.values("id"), day_start)
+    audio = _audio_descriptors(releases.values("id"))
     rows = []
     for t in tracks:
         attrs, described = t["attributes"] or {}, audio.get(t["id"], {})

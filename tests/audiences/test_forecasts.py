@@ -96,6 +96,17 @@ def test_release_history_puts_each_play_on_its_day_since_release(db):
     assert np.isnan(e.artist_followers)  # a debut
 
 
+def test_release_history_reads_the_log_in_a_fixed_number_of_queries(catalogue, django_assert_num_queries):
+    # first play, tracks, daily plays (one GROUP BY item, day), listeners per track, audio analyses
+    with django_assert_num_queries(5):
+        meta, daily = forecasts.release_history()
+
+    assert len(meta) == 7
+    assert daily.shape == (7, forecast.TARGET_DAY)
+    assert list(daily[-1, :3]) == [20, 18, 16]  # 20 · (1 + d/7)^-0.9, rounded
+    assert list(meta["days_seen"]) == [60] * 5 + [10, 10]
+
+
 def test_training_promotes_a_forecaster_and_forecasts_the_recent_releases_at_the_horizons_they_reached(catalogue):
     result = forecasts.train_and_forecast()
 
