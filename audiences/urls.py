@@ -32,6 +32,13 @@ audiences = ([
     path("analytics.csv", views.analytics_csv, name="analytics_csv"),
 ], "audiences")
 
+catalogue = ([
+    path("", views.catalogue_list, name="list"),
+    path("audio/train/", views.audio_train, name="audio_train"),
+    path("<int:pk>/", views.item_detail, name="detail"),
+    path("<int:pk>/audio/", views.item_audio_upload, name="audio_upload"),
+], "catalogue")
+
 api_urls = [
     path("customers", api.CustomerList.as_view(), name="api-customers"),
     path("customers/<str:external_id>", api.CustomerDetail.as_view(), name="api-customer"),

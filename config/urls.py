@@ -21,6 +21,7 @@ urlpatterns = [
     path("customers/", include(audiences_urls.customers)),
     path("imports/", include(audiences_urls.imports)),
     path("audiences/", include(audiences_urls.audiences)),
+    path("catalogue/", include(audiences_urls.catalogue)),
     path("campaigns/", include(marketing_urls.campaigns)),
     path("budget/", include(marketing_urls.budget)),
     path("jobs/", include(ml_urls.jobs)),

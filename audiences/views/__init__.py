@@ -14,3 +14,4 @@ from .customers import customer_detail, customer_kpis, customer_list, persona_re
 from .data_imports import import_detail, import_errors, import_list, import_new  # noqa: F401
 from .analytics import analytics, analytics_csv  # noqa: F401
 from .lookalikes import lookalike_new, lookalike_resize  # noqa: F401
+from .catalogue import audio_train, catalogue_list, item_audio_upload, item_detail  # noqa: F401

@@ -7,7 +7,7 @@ configuration gains a page that is missing here, so no page escapes these checks
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver, reverse
 
-from audiences.models import Audience, Customer, DataImport, Lookalike
+from audiences.models import Audience, Customer, DataImport, Item, Lookalike
 from marketing.models import Ad, Campaign, Channel, FrequencyCap, Placement
 from ml.models import Job, ModelVersion
 from tests.marketing.test_budget_pages import fitted_model, make_scenario
@@ -37,6 +37,10 @@ PAGES = {
     "audiences:why": ("why", VIEWER, {"GET"}),
     "audiences:analytics": (None, VIEWER, {"GET"}),
     "audiences:analytics_csv": (None, VIEWER, {"GET"}),
+    "catalogue:list": (None, VIEWER, {"GET"}),
+    "catalogue:detail": ("item", VIEWER, {"GET"}),
+    "catalogue:audio_upload": ("item", WRITER, {"POST"}),
+    "catalogue:audio_train": (None, WRITER, {"POST"}),
     "campaigns:list": (None, VIEWER, {"GET"}),
     "campaigns:decisions": (None, VIEWER, {"GET"}),
     "campaigns:roi": (None, VIEWER, {"GET"}),
@@ -110,6 +114,7 @@ def objects(alice, mark):
     from accounts.models import ApiClient
 
     customer = Customer.objects.create(external_id="c-1")
+    item = Item.objects.create(external_id="t-1", title="A track")
     data_import = DataImport.objects.create(kind="customers", original_name="x.csv", file_format="csv", file="imports/x.csv")
     job = Job.objects.create(kind="test", title="A job")
     model = ModelVersion.objects.create(key="campaign:1", kind=ModelVersion.Kind.LOGISTIC, version=1, artefact="campaign-1/a.pkl")
@@ -126,7 +131,7 @@ def objects(alice, mark):
                 "ad_new": {"campaign_pk": campaign.pk}}
     scenario = make_scenario(fitted_model())  # a fitted model's pages and a scenario, without fitting per test
     budget = {"dataset": scenario.model.dataset_id, "mix_model": scenario.model_id, "scenario": scenario.pk}
-    return {**delivery, **budget, "customer": customer.pk, "import": data_import.pk, "job": job.pk, "model": model.pk, "user": mark.pk, "client": client.pk,
+    return {**delivery, **budget, "customer": customer.pk, "item": item.pk, "import": data_import.pk, "job": job.pk, "model": model.pk, "user": mark.pk, "client": client.pk,
             "audience": audience.pk, "lookalike": lookalike.pk, "why": {"pk": audience.pk, "customer_pk": customer.pk}}
 
 
