@@ -61,7 +61,9 @@ METRICS = [("auc", "AUC", 3), ("log_loss", "Log loss", 3), ("rmse", "RMSE", 3),
            ("calibration_error", "Calibration error", 3)]
 MORE_METRICS = [("qini", "Qini coefficient", 3), ("uplift_auc", "Uplift AUC", 3), ("uplift_at_30", "Uplift at 30 %", 3),
                 ("observed_uplift", "Average effect", 3), ("base_rate", "Base rate", 3), ("mean_prediction", "Mean prediction", 3),
-                ("train_seconds", "Training seconds", 2)]
+                ("train_seconds", "Training seconds", 2),
+                ("recall10", "Recall@10", 3), ("ndcg10", "NDCG@10", 3), ("popularity_recall10", "Popularity recall@10", 3),
+                ("popularity_ndcg10", "Popularity NDCG@10", 3), ("customers", "Customers", 0), ("items", "Items", 0)]
 CANDIDATE_COLUMNS = [("auc", "AUC"), ("log_loss", "Log loss"), ("rmse", "RMSE"),
                      ("calibration_error", "Calibration error"), ("train_seconds", "Training seconds")]
 GATE_METHODS = [("ipw", "IPW"), ("snipw", "Self-normalised IPW"), ("dr", "Doubly robust")]
@@ -278,6 +280,62 @@ def _trained_on_rows(trained_on: dict) -> list[dict]:
     return rows
 
 
+GENRE_COLOURS = ["#5b2fd6", "#1f9d8b", "#f08c00", "#d6336c", "#2a5bd7", "#94d82d", "#845ef7", "#e8590c", "#0c8599", "#c2255c"]
+OTHER_COLOUR = "#adb5bd"
+
+
+def _place_customer(version: ModelVersion, projection: dict, raw: str) -> dict | None:
+    """Where a customer (by numeric id, as stored in the artefact) falls on the map; None when unknown.
+
+    ml does not import audiences, so the customer is looked up in the artefact's own ids only.
+    """
+    import numpy as np
+
+    try:
+        customer_id = int(raw)
+    except (TypeError, ValueError):
+        return None
+    try:
+        with np.load(registry.artefact_path(version)) as npz:
+            ids, users = npz["customer_ids"], npz["user_vectors"]
+            row = np.flatnonzero(ids == customer_id)
+            if not len(row) or not users.shape[1]:
+                return None
+            vector = users[row[0]].astype(np.float64)
+    except (OSError, KeyError, ValueError):
+        return None
+    x, y = (vector - np.asarray(projection["mean"])) @ np.asarray(projection["components"]).T
+    return {"x": float(x), "y": float(y), "id": customer_id}
+
+
+def _recsys_panel(version: ModelVersion, customer: str) -> dict | None:
+    """A recommender's embedding map: items on two PCA axes coloured by genre (top 10), a customer placed on it."""
+    if not version.key.startswith("recsys:"):
+        return None
+    found = (version.report or {}).get("map") or {}
+    points = [p for p in found.get("points") or [] if isinstance(p, dict) and _is_number(p.get("x")) and _is_number(p.get("y"))]
+    projection = found.get("projection")
+    counts: dict[str, int] = {}
+    for p in points:
+        counts[str(p.get("genre") or "—")] = counts.get(str(p.get("genre") or "—"), 0) + 1
+    top = [g for g, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:10]]
+    datasets = [{"label": genre, "color": GENRE_COLOURS[n], "pointRadius": 3,
+                 "data": [{"x": p["x"], "y": p["y"]} for p in points if str(p.get("genre") or "—") == genre]}
+                for n, genre in enumerate(top)]
+    others = [{"x": p["x"], "y": p["y"]} for p in points if str(p.get("genre") or "—") not in top]
+    if others:
+        datasets.append({"label": "other genres", "color": OTHER_COLOUR, "pointRadius": 2, "data": others})
+    placed = _place_customer(version, projection, customer) if customer and projection else None
+    if placed:
+        datasets.insert(0, {"label": f"customer {placed['id']}", "color": "#212529", "pointRadius": 9,
+                            "pointStyle": "crossRot", "borderWidth": 3, "data": [{"x": placed["x"], "y": placed["y"]}]})
+    chart = {"type": "scatter", "data": {"datasets": datasets},
+             "options": {"scales": {"x": {"title": {"display": True, "text": "first principal axis"}},
+                                    "y": {"title": {"display": True, "text": "second principal axis"}}}}}
+    return {"chart": chart if points else None, "points": len(points), "genres": top, "customer": customer,
+            "placed": placed, "can_place": projection is not None}
+
+
 @require_GET
 @viewer_required
 def model_list(request):
@@ -312,13 +370,15 @@ def model_detail(request, pk: int):
     can_roll_back = version.status == ModelVersion.Status.CHAMPION and siblings.filter(
         status=ModelVersion.Status.RETIRED, promoted_at__isnull=False, rolled_back_at__isnull=True).exists()
     sort = request.GET.get("sort", "")
+    recsys = _recsys_panel(version, request.GET.get("customer", "").strip())
     return render(request, "ml/model_detail.html", {
+        "recsys": recsys,
         "version": version, "metrics": _metric_rows(version.metrics), "features": features, "chart": chart,
         "chart_height": max(200, 60 + 18 * len(features)),  # every feature gets a readable row
         "candidates": _candidate_rows(version.metrics), "candidate_columns": _candidate_columns(version.metrics),
         "uplift": _uplift_charts(version.report),
         "gate": _gate_panel(version.metrics),
-        "exploration": _exploration({k: v for k, v in (version.report or {}).items() if k != "uplift"}, sort=sort,
+        "exploration": _exploration({k: v for k, v in (version.report or {}).items() if k not in ("uplift", "map")}, sort=sort,
                                     auc=version.metrics.get("auc")),
         "criteria_columns": CRITERIA_COLUMNS, "sort": sort if sort in dict(CRITERIA_COLUMNS) else "",
         "trained_on": _trained_on_rows(version.trained_on),
@@ -326,6 +386,19 @@ def model_detail(request, pk: int):
         "champion": siblings.champions().first(), "can_roll_back": can_roll_back,
         "history": [{**e, "at": datetime.fromisoformat(e["at"])} for e in reversed(version.history) if e.get("at")],
     })
+
+
+@require_POST
+@writer_required
+def build_recommendations(request):
+    """Queue the recommender build; the task lives in audiences, which ml must not import, so it is sent by name."""
+    from celery import current_app
+    from django.db import transaction
+
+    job = Job.objects.create(kind="recommendations", title="Recommendations", created_by=request.user)
+    transaction.on_commit(lambda: current_app.send_task("audiences.build_recommendations", args=[job.pk]))
+    messages.info(request, "Recommendations build queued; its progress is below.")
+    return redirect("jobs:detail", pk=job.pk)
 
 
 @require_POST

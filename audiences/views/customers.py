@@ -15,7 +15,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from accounts.access import viewer_required, writer_required
 
-from .. import actions
+from .. import actions, recommend
 from ..forms import PersonaSettingsForm
 from ..models import REVENUE_KINDS, Activity, ActivityKind, Audience, AudienceMember, Customer, Persona, PersonaSettings, Segment
 
@@ -151,6 +151,7 @@ def customer_detail(request, pk: int):
         "persona": persona,
         "recent": recent,
         "chart": activity_chart(customer),
+        "recommended": recommend.customer_card(customer),
         "preferences": [
             ("Artists", _prefs(persona.artists)),
             ("Genres", _prefs(persona.genres)),

@@ -77,6 +77,7 @@ PAGES = {
     "jobs:list": (None, VIEWER, {"GET"}),
     "jobs:detail": ("job", VIEWER, {"GET"}),
     "models:list": (None, VIEWER, {"GET"}),
+    "models:build_recommendations": (None, WRITER, {"POST"}),
     "models:detail": ("model", VIEWER, {"GET"}),
     "models:promote": ("model", WRITER, {"POST"}),
     "models:roll_back": ("model", WRITER, {"POST"}),

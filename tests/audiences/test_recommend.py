@@ -4,10 +4,11 @@ from datetime import datetime, timedelta, timezone as dt_timezone
 
 import numpy as np
 import pytest
+from django.urls import reverse
 
 from audiences import recommend
 from audiences.models import Activity, ActivityKind, Customer, Item, Recommendations, SimilarItems
-from ml.models import ModelVersion
+from ml.models import Job, ModelVersion
 
 START = datetime(2026, 11, 1, 12, 0, tzinfo=dt_timezone.utc)
 
@@ -148,3 +149,53 @@ def test_sessions_split_where_the_gap_exceeds_30_minutes(db):
     item_ids = np.array(sorted(ids(items)))
     found = recommend.sessions(item_ids)
     assert [list(s) for s in found] == [[0, 1, 2], [3, 0]]
+
+
+# -- pages ---------------------------------------------------------------------------------------------------
+
+
+def test_the_customer_page_shows_the_recommendations_card(world, client_for, ann):
+    recommend.build("als")
+    customer = world["a"]["customers"][0]
+    response = client_for(ann).get(reverse("customers:detail", args=[customer.pk]))
+    assert b"Recommended for them" in response.content and b"recsys:als" in response.content
+    top = Item.objects.get(pk=Recommendations.objects.get(customer=customer).items[0])
+    assert top.title.encode() in response.content
+
+
+def test_the_customer_page_says_when_there_are_no_recommendations(client_for, ann):
+    customer = Customer.objects.create(external_id="c-9")
+    response = client_for(ann).get(reverse("customers:detail", args=[customer.pk]))
+    assert b"No recommendations yet" in response.content
+
+
+def test_the_model_page_draws_the_embedding_map_and_places_a_customer(world, client_for, ann):
+    recommend.build("als")
+    version = ModelVersion.objects.get(key="recsys:als")
+    client = client_for(ann)
+    response = client.get(reverse("models:detail", args=[version.pk]))
+    assert b"Embedding map" in response.content and b"recsys-map" in response.content
+    customer = world["a"]["customers"][0]
+    response = client.get(reverse("models:detail", args=[version.pk]), {"customer": customer.pk})
+    placed = response.context["recsys"]["placed"]
+    assert {"x": placed["x"], "y": placed["y"]} == pytest.approx(recommend.customer_point(customer.pk))
+    assert f"customer {customer.pk}".encode() in response.content
+    response = client.get(reverse("models:detail", args=[version.pk]), {"customer": "nobody"})
+    assert response.status_code == 200 and response.context["recsys"]["placed"] is None
+    assert b"not in this model" in response.content
+
+
+def test_the_build_button_queues_a_recommendations_job(client_for, mark, django_capture_on_commit_callbacks):
+    with django_capture_on_commit_callbacks() as callbacks:
+        response = client_for(mark).post(reverse("models:build_recommendations"))
+    job = Job.objects.get(kind="recommendations")
+    assert response.status_code == 302 and response["Location"] == reverse("jobs:detail", args=[job.pk])
+    assert job.status == Job.Status.QUEUED and job.created_by == mark
+    assert len(callbacks) == 1
+
+
+def test_analysts_cannot_build_and_get_is_refused(client_for, ann, alice, client):
+    assert client_for(ann).post(reverse("models:build_recommendations")).status_code == 403
+    client.force_login(alice)
+    assert client.get(reverse("models:build_recommendations")).status_code == 405
+    assert not Job.objects.exists()
