@@ -7,6 +7,7 @@ librosa) are imported by ml.audio inside its functions, so importing this module
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
@@ -28,8 +29,8 @@ HIT_KEY, TAGGER_KEY = "audio:hit", "audio:tagger"
 EARLY_DAYS = 14  # the engagement target reads a release's first two weeks of plays
 MIN_EARLY_LISTENERS = 20  # below this a repeat share is mostly noise; demo items fall back to their truth
 DEMO_TRACKS = 300
-DEMO_SECONDS = 45.0  # long enough for a chorus to come back, short enough to synthesise 300 quickly
-HIT_EPOCHS = 6
+DEMO_SECONDS = 60.0  # as bench/audio.py: the synthesiser plans verse and chorus for a minute (≈ 0.4 s a track to synthesise and hear)
+HIT_EPOCHS = 20  # bench/audio.py: 30 epochs take ~60 s for 288 tracks on one thread; 20 keep the job under a minute of training
 
 
 def check_upload(upload) -> None:
@@ -93,7 +94,7 @@ def analyse(analysis: AudioAnalysis, progress: Progress) -> AudioAnalysis:
         with analysis.file.open("rb") as fh:
             result = audio.analyse(fh, name=analysis.original_name, offset=analysis.offset, hit_model=hit_model, tagger=tagger)
     except audio.AudioError as error:
-        analysis.status, analysis.error, analysis.result, analysis.hit_score = AudioAnalysis.Status.FAILED, str(error), {}, None
+        analysis.status, analysis.error, analysis.result, analysis.hit_score = AudioAnalysis.Status.FAILED, readable(error), {}, None
     else:
         result["hit_model"] = {"key": HIT_KEY, "version": hit_version.version, "id": hit_version.pk} if hit_version else None
         result["tagger"] = {"key": TAGGER_KEY, "version": tagger_version.version, "id": tagger_version.pk} if tagger_version else None
@@ -102,6 +103,11 @@ def analyse(analysis: AudioAnalysis, progress: Progress) -> AudioAnalysis:
     analysis.save(update_fields=["status", "error", "result", "hit_score", "finished_at"])
     progress(1.0, "Done")
     return analysis
+
+
+def readable(error: Exception) -> str:
+    """The decoder's message without the in-memory file object it names (`<_io.BytesIO object at 0x…>`)."""
+    return re.sub(r"<[^<>]* object at 0x[0-9a-fA-F]+>", "the file", str(error))
 
 
 def summary(analysis: AudioAnalysis) -> str:
