@@ -16,6 +16,7 @@ import pandas as pd
 from django.db import transaction
 from django.utils import timezone
 
+from . import recommend
 from .models import Audience, AudienceMember, Customer, Lookalike, LookalikeScore
 
 Progress = Callable[[float, str], None]
@@ -45,8 +46,13 @@ MAX_SEED = 40_000  # a bigger seed is sampled: more members add little to what t
 NEGATIVES_PER_SEED = 5
 
 
-def persona_frame(customer_ids: np.ndarray, *, now: datetime | None = None) -> pd.DataFrame:
-    """Features of these customers (index = customer id, in the order given), as ml.lookalike expects."""
+def persona_frame(customer_ids: np.ndarray, *, now: datetime | None = None, embeddings=None) -> pd.DataFrame:
+    """Features of these customers (index = customer id, in the order given), as ml.lookalike expects.
+
+    embeddings: the serving recommender's vectors (`recommend.vectors()`); when given, each customer's
+    first dimensions join as emb_0 … — taste learnt from co-listening, which the persona's top-N
+    preference shares only summarise.
+    """
     now = now or timezone.now()
     paths = {**SCALAR_COLUMNS, **MAP_COLUMNS}
     rows = []
@@ -66,6 +72,10 @@ def persona_frame(customer_ids: np.ndarray, *, now: datetime | None = None) -> p
         frame[column] = frame[column].fillna("").astype(str)
     for column in MAP_COLUMNS:
         frame[column] = frame[column].map(lambda v: v if isinstance(v, dict) else {})
+    if embeddings is not None:
+        extra = recommend.embedding_features(np.asarray(customer_ids), embeddings)
+        if extra is not None:
+            frame = frame.join(extra)
     return frame
 
 
@@ -104,7 +114,8 @@ def build(lookalike: Lookalike, *, progress: Progress, random_state: int = 0) ->
 
     progress(0.05, f"Reading the personas of {len(train_seed):,} seed members and {len(contrast):,} others")
     ids = np.concatenate([train_seed, contrast])
-    frame = persona_frame(ids)
+    embeddings = recommend.vectors()  # read once: training and scoring must see the same recommender
+    frame = persona_frame(ids, embeddings=embeddings)
     is_seed = np.zeros(len(ids), dtype=bool)
     is_seed[: len(train_seed)] = True
 
@@ -124,7 +135,7 @@ def build(lookalike: Lookalike, *, progress: Progress, random_state: int = 0) ->
     rest = scores.index[scores.isna()].to_numpy()
     done = 0
     for part in _chunks(rest, CHUNK):
-        scores.loc[part] = learn.score(model, persona_frame(part))
+        scores.loc[part] = learn.score(model, persona_frame(part, embeddings=embeddings))
         done += len(part)
         progress(0.4 + 0.5 * done / max(len(rest), 1), f"Scored {done + len(sampled_ids):,} of {len(candidates):,} customers")
 

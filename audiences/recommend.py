@@ -319,6 +319,7 @@ def best_item_for(customer_id: int, candidate_item_ids) -> int | None:
 @dataclass
 class Vectors:
     version_id: int
+    artefact: str  # with the id: ids are reused after a database is rebuilt (tests), artefact names never are
     rows: dict[int, int]  # customer pk → row of `users`
     users: np.ndarray
     projection: dict | None
@@ -344,12 +345,12 @@ def vectors() -> Vectors | None:
     if version is None:
         return None
     found = _cache.get("champion")
-    if found is not None and found.version_id == version.pk:
+    if found is not None and (found.version_id, found.artefact) == (version.pk, version.artefact):
         return found
     with _lock:
         with np.load(artefact_path(version)) as npz:
             ids, users = npz["customer_ids"], npz["user_vectors"]
-        loaded = Vectors(version.pk, {int(c): n for n, c in enumerate(ids)}, users,
+        loaded = Vectors(version.pk, version.artefact, {int(c): n for n, c in enumerate(ids)}, users,
                          (version.report or {}).get("map", {}).get("projection"))
         _cache["champion"] = loaded
         return loaded
@@ -364,14 +365,14 @@ def customer_point(customer_id: int) -> dict | None:
     return {"x": x, "y": y}
 
 
-def embedding_features(customer_ids: np.ndarray, *, dims: int = EMBEDDING_FEATURES):
-    """The champion's customer embeddings as lookalike features (columns emb_0 …; zeros for a customer it never saw).
+def embedding_features(customer_ids: np.ndarray, loaded: Vectors | None, *, dims: int = EMBEDDING_FEATURES):
+    """Customer embeddings as lookalike features (columns emb_0 …; zeros for a customer the model never saw).
 
-    None when no recommender is champion, so lookalikes train on personas alone.
+    `loaded`: `vectors()` read once by the caller, so training and scoring see the same model even
+    if a new champion is promoted meanwhile. None (no recommender yet): None, personas alone.
     """
     import pandas as pd
 
-    loaded = vectors()
     if loaded is None or not loaded.users.shape[1]:
         return None
     d = min(dims, loaded.users.shape[1])

@@ -199,3 +199,38 @@ def test_analysts_cannot_build_and_get_is_refused(client_for, ann, alice, client
     client.force_login(alice)
     assert client.get(reverse("models:build_recommendations")).status_code == 405
     assert not Job.objects.exists()
+
+
+# -- lookalike features ----------------------------------------------------------------------------------------
+
+
+def test_lookalikes_learn_from_the_champions_embeddings_when_there_is_one(db, settings, tmp_path, mark,
+                                                                         django_capture_on_commit_callbacks):
+    """A trait only the embeddings carry (the fans' first dimension) becomes the lookalike's leading feature."""
+    import io
+
+    from audiences import actions
+    from ml import registry
+    from tests.audiences.test_lookalikes import make_base, seed_audience
+
+    settings.MODEL_DIR = tmp_path / "models"
+    recommend._cache.clear()
+    customer_ids, fans = make_base(2500)
+    rng = np.random.default_rng(1)
+    users = rng.normal(0, 0.1, size=(len(customer_ids), 4)).astype(np.float32)
+    users[:, 0] += np.array([1.0 if pk in fans else 0.0 for pk in customer_ids], dtype=np.float32)
+    buffer = io.BytesIO()
+    np.savez(buffer, customer_ids=np.array(customer_ids[:-50]), item_ids=np.arange(3),  # the last 50: unknown, zeros
+             user_vectors=users[:-50], item_vectors=np.zeros((3, 4), np.float32))
+    registry.promote(registry.register_candidate("recsys:als", "recsys", buffer.getvalue(), suffix=".npz"))
+    frame = recommend.embedding_features(np.array(customer_ids[-2:] + customer_ids[:1]), recommend.vectors())
+    assert list(frame.columns) == ["emb_0", "emb_1", "emb_2", "emb_3"]
+    assert not frame.iloc[:2].to_numpy().any() and frame.iloc[2].to_numpy().any()
+
+    seed = seed_audience(fans)
+    with django_capture_on_commit_callbacks(execute=True):
+        audience = actions.create_lookalike(name="Like the fans", description="", seed=seed, size_pct=5, by=mark)
+    from audiences.models import Lookalike
+
+    top = [f["feature"] for f in Lookalike.objects.get(audience=audience).top_features]
+    assert top[0] == "emb_0", top
