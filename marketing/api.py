@@ -78,7 +78,28 @@ def _ad(decision: Decision, ad, slot: int) -> dict:
         propensity = 1.0
     creative = {"title": ad.title, "body": ad.body, "image_url": ad.image_url, "landing_url": ad.landing_url,
                 "item": ad.promoted_item.external_id if ad.promoted_item_id else None, **(ad.payload or {})}
+    if ad.dynamic_items:
+        creative.update(dynamic_item(decision.customer_id, ad))
     return {"ad": ad.pk, "campaign": ad.campaign_id, "creative": creative, "propensity": propensity, "reason": decision.reason}
+
+
+def dynamic_item(customer_id: int, ad) -> dict:
+    """A dynamic creative's item: the customer's best recommended item of the ad's set (two indexed reads).
+
+    Without a recommendation among the set, the promoted item if it is in the set, else the set's first.
+    """
+    from audiences.models import Item
+    from audiences.recommend import best_item_for
+
+    best = best_item_for(customer_id, ad.dynamic_items)
+    reason = "recommended"
+    if best is None:
+        best = ad.promoted_item_id if ad.promoted_item_id in ad.dynamic_items else ad.dynamic_items[0]
+        reason = "default"
+    item = Item.objects.filter(pk=best).values("external_id", "title", "artist").first()
+    if item is None:  # deleted from the catalogue since the ad was saved
+        return {}
+    return {"item": item["external_id"], "item_title": item["title"], "item_artist": item["artist"], "item_reason": reason}
 
 
 MAX_EVENTS = 10_000

@@ -59,13 +59,17 @@ class AdForm(StyledForm, forms.ModelForm):
     promoted_item = forms.CharField(
         label="Promoted item", required=False, max_length=64,
         help_text="The catalogue id of a track, album, artist or concert the ad promotes (optional).")
+    dynamic_items = forms.CharField(
+        label="Dynamic item set", required=False, max_length=4000,
+        help_text="Catalogue ids, separated by commas: each customer is shown their best recommended item of these "
+                  "(their recommendations rank them; without one, the promoted item or the first of the set).")
     image_url = forms.URLField(label="Image URL", required=False, assume_scheme="https")
     landing_url = forms.URLField(label="Landing URL", required=False, assume_scheme="https",
                                  help_text="Where a click takes the customer.")
 
     class Meta:
         model = Ad
-        fields = ["name", "status", "priority", "placements", "title", "body", "image_url", "landing_url", "payload"]
+        fields = ["name", "status", "priority", "placements", "title", "body", "image_url", "landing_url", "payload"]  # + promoted_item, dynamic_items
         widgets = {"placements": forms.CheckboxSelectMultiple(attrs={"class": "form-check-input"}), "body": forms.Textarea(attrs={"rows": 3}),
                    "payload": forms.Textarea(attrs={"rows": 3, "class": "mono"})}
         help_texts = {"placements": "Where this ad may be shown."}
@@ -78,6 +82,9 @@ class AdForm(StyledForm, forms.ModelForm):
         self.fields["placements"].label_from_instance = lambda p: f"{p.name} · {p.slug}"
         if self.instance.promoted_item_id and not self.is_bound:
             self.initial["promoted_item"] = self.instance.promoted_item.external_id
+        if self.instance.dynamic_items and not self.is_bound:
+            found = dict(Item.objects.filter(pk__in=self.instance.dynamic_items).values_list("pk", "external_id"))
+            self.initial["dynamic_items"] = ", ".join(found[i] for i in self.instance.dynamic_items if i in found)
 
     def clean_placements(self):
         placements = self.cleaned_data["placements"]
@@ -95,6 +102,16 @@ class AdForm(StyledForm, forms.ModelForm):
         if item is None:
             raise forms.ValidationError(f"No catalogue item has the id “{external_id}”.")
         return item
+
+    def clean_dynamic_items(self) -> list[int]:
+        """External ids → item ids in the order given; unknown ids are named."""
+        wanted = [x.strip() for x in self.cleaned_data["dynamic_items"].split(",") if x.strip()]
+        found = dict(Item.objects.filter(external_id__in=wanted).values_list("external_id", "pk"))
+        unknown = [x for x in wanted if x not in found]
+        if unknown:
+            raise forms.ValidationError(f"No catalogue item has the id{'s' if len(unknown) > 1 else ''} "
+                                        + ", ".join(f"“{x}”" for x in unknown[:10]) + ".")
+        return list(dict.fromkeys(found[x] for x in wanted))
 
     def clean_payload(self):
         payload = self.cleaned_data["payload"]

@@ -178,6 +178,8 @@ class Ad(models.Model):
     landing_url = models.URLField(blank=True)
     promoted_item = models.ForeignKey(Item, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
     payload = models.JSONField(default=dict, blank=True, help_text="Anything the client app needs to render the ad")
+    dynamic_items = models.JSONField(default=list, blank=True, help_text=(
+        "Item ids: the ad promotes the customer's best recommended item among them (a dynamic creative)"))
     placements = models.ManyToManyField(Placement, related_name="ads")
     priority = models.SmallIntegerField(default=0, help_text="Higher first when ads are served by priority")
     status = models.CharField(max_length=8, choices=Status.choices, default=Status.ACTIVE)

@@ -189,6 +189,7 @@ def ad_edit(request, pk: int | None = None, campaign_pk: int | None = None):
     if request.method == "POST" and form.is_valid():
         ad = form.save(commit=False)
         ad.promoted_item = form.cleaned_data["promoted_item"]
+        ad.dynamic_items = form.cleaned_data["dynamic_items"]
         actions.save_ad(ad, form.cleaned_data["placements"])
         messages.success(request, f"Ad “{ad.name}” saved.")
         return redirect("campaigns:detail", pk=ad.campaign_id)
