@@ -28,6 +28,7 @@ demo: migrate
 	fi
 	@# Idempotent: adds the demo campaigns when they are missing, also to listeners seeded before.
 	$(PY) manage.py seed_campaigns
+	$(PY) manage.py seed_music
 
 admin: migrate
 	@mkdir -p var

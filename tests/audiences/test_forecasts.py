@@ -161,3 +161,16 @@ def test_the_task_marks_the_job_succeeded_and_says_how_many_releases_were_simula
     assert job.message == forecasts.summary(job.result)
     assert job.message.startswith("Trained on 5 catalogue releases + 115 simulated")
     assert "4 forecasts for 2 recent releases" in job.message
+
+
+@pytest.mark.django_db
+def test_seed_music_queues_each_music_job_once_until_its_model_exists():
+    from config.celery import app
+    from django.core.management import call_command
+
+    from ml.models import Job
+
+    app.conf.task_always_eager = False  # queued, not run: the worker would take them
+    call_command("seed_music", verbosity=0)
+    call_command("seed_music", verbosity=0)
+    assert sorted(Job.objects.values_list("kind", flat=True)) == ["audio_training", "recommendations", "stream_forecast"]
