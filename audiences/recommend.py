@@ -14,6 +14,7 @@ import io
 import math
 import threading
 from dataclasses import dataclass
+from itertools import chain
 from typing import Callable
 
 import numpy as np
@@ -54,7 +55,8 @@ def interactions() -> Interactions:
     item_ids = np.fromiter(Item.objects.order_by("pk").values_list("pk", flat=True), dtype=np.int64)
     rows = (Activity.objects.filter(kind=ActivityKind.PLAY, item__isnull=False)
             .values_list("customer_id", "item_id").annotate(n=Count("id")).order_by())
-    triples = np.array(list(rows), dtype=np.int64).reshape(-1, 3)
+    # flattened straight into numpy: no list of tuples for tens of millions of pairs
+    triples = np.fromiter(chain.from_iterable(rows.iterator(chunk_size=50_000)), dtype=np.int64).reshape(-1, 3)
     customer_ids, row = np.unique(triples[:, 0], return_inverse=True)
     col = np.searchsorted(item_ids, triples[:, 1])
     plays = sparse.csr_matrix((triples[:, 2].astype(np.float32), (row.reshape(-1), col)),
@@ -106,7 +108,10 @@ def _fit(model: str, plays: sparse.csr_matrix, item_ids: np.ndarray, *, with_ses
     if model == "iuf":
         return recsys.iuf(plays)
     if model == "item2vec":
-        return recsys.item2vec(plays, sessions(item_ids) if with_sessions else None)
+        # A mini-batch applies its updates summed (index_add_): on a small catalogue one batch hits the same
+        # rows hundreds of times and the vectors blow up (21 items, batch 128: NaN). Two pairs per item per batch at most.
+        return recsys.item2vec(plays, sessions(item_ids) if with_sessions else None,
+                               batch=max(16, min(4096, 2 * plays.shape[1])))
     return recsys.popularity(plays)
 
 
@@ -167,7 +172,7 @@ def _store_recommendations(fitted, data: Interactions, model_key: str, built_at,
         items, scores = fitted.recommend(users, TOP)
         rows = []
         for u, top, score in zip(users, items, scores):
-            keep = top >= 0
+            keep = (top >= 0) & np.isfinite(score)  # an empty slot, or a NaN a degenerate vector gave
             rows.append(Recommendations(customer_id=int(data.customer_ids[u]), items=data.item_ids[top[keep]].tolist(),
                                         scores=[round(float(s), 5) for s in score[keep]], model_key=model_key, built_at=built_at))
         with transaction.atomic():
@@ -197,7 +202,7 @@ def _store_similar(fitted, data: Interactions, model_key: str, built_at) -> tupl
     for part, top, scores, is_cold in batches:
         rows = []
         for i, near, score in zip(part, top, scores):
-            keep = near >= 0
+            keep = (near >= 0) & np.isfinite(score)
             rows.append(SimilarItems(item_id=int(data.item_ids[i]), items=data.item_ids[near[keep]].tolist(),
                                      scores=[round(float(s), 5) for s in score[keep]], model_key=model_key,
                                      cold_start=is_cold, built_at=built_at))
@@ -281,6 +286,10 @@ def build(model: str = "als", progress: Progress | None = None) -> dict:
     customers = _store_recommendations(fitted, data, key, built_at, progress)
     progress(0.82, "Storing similar items")
     vectors, items = _store_similar(fitted, data, key, built_at)
+    if vectors is not None:  # a diverged fit must not break the map's SVD or the lookalike features
+        vectors = np.nan_to_num(vectors, nan=0.0, posinf=0.0, neginf=0.0)
+    if fitted.user_vectors is not None:
+        fitted.user_vectors = np.nan_to_num(fitted.user_vectors, nan=0.0, posinf=0.0, neginf=0.0)
     progress(0.92, "Registering the model")
     metrics.update(customers=customers, items=int((fitted.popularity > 0).sum()),
                    fit_seconds=round(float(fitted.fit_seconds), 2))

@@ -234,3 +234,19 @@ def test_lookalikes_learn_from_the_champions_embeddings_when_there_is_one(db, se
 
     top = [f["feature"] for f in Lookalike.objects.get(audience=audience).top_features]
     assert top[0] == "emb_0", top
+
+
+@pytest.mark.parametrize("model", ["item2vec", "popularity"])
+def test_the_other_models_build_too(world, model):
+    result = recommend.build(model)
+    assert result["customers"] == 60 and result["model"] == model
+    customer = world["a"]["customers"][0]
+    rec = Recommendations.objects.get(customer=customer)
+    assert rec.items and not set(rec.items) & played_by(customer)
+    assert ModelVersion.objects.get(key=f"recsys:{model}").status == ModelVersion.Status.CHAMPION
+    assert SimilarItems.objects.filter(model_key=f"recsys:{model}").count() == 21
+
+
+def test_an_unknown_model_is_refused(db):
+    with pytest.raises(ValueError, match="Unknown recommender"):
+        recommend.build("svd")
