@@ -250,3 +250,8 @@ def test_the_other_models_build_too(world, model):
 def test_an_unknown_model_is_refused(db):
     with pytest.raises(ValueError, match="Unknown recommender"):
         recommend.build("svd")
+
+
+def test_the_models_page_offers_the_build_button_to_writers_only(client_for, mark, ann):
+    assert b"Build recommendations" in client_for(mark).get(reverse("models:list")).content
+    assert b"Build recommendations" not in client_for(ann).get(reverse("models:list")).content
