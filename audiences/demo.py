@@ -668,6 +668,20 @@ def _seconds_of_day(rng: np.random.Generator, n: int) -> np.ndarray:
     return hour * 3600 + rng.integers(0, 3600, n)
 
 
+def _session_seconds(rng: np.random.Generator, owner: np.ndarray, day: np.ndarray) -> np.ndarray:
+    """Listening comes in sessions: a listener's picks of a day fall into one or two sessions, one
+    track after another (about 3½ minutes apart), so item2vec and session features see real sequences."""
+    n = len(owner)
+    key = (owner.astype(np.int64) * 100_000 + day) * 2 + rng.integers(0, 2, n)
+    _, inverse = np.unique(key, return_inverse=True)
+    start = _seconds_of_day(rng, int(inverse.max()) + 1 if n else 0)
+    order = np.argsort(inverse, kind="stable")
+    first = np.r_[0, np.flatnonzero(np.diff(inverse[order])) + 1] if n else np.zeros(0, np.int64)
+    rank = np.empty(n, np.int64)
+    rank[order] = np.arange(n) - np.repeat(first, np.diff(np.r_[first, n]))
+    return np.minimum(start[inverse] + rank * 210 + rng.integers(0, 60, n), DAY - 1)
+
+
 def activities(config: DemoConfig, cat: Catalogue, people: Listeners, chunk: int) -> pd.DataFrame:
     """What a chunk of listeners did over the window.
 
@@ -700,6 +714,7 @@ def activities(config: DemoConfig, cat: Catalogue, people: Listeners, chunk: int
     track[by_artist] = _draw(cat.track_by_artist, people.top_artist[owner[by_artist]], rng)
     day = _days(rng, people.first_day[owner], people.end_day[owner], people.trend[owner])
     track = _released_by(rng, cat, track, day)
+    track = _lifecycle(rng, cat, track, day, ~from_artist)
     item = cat.track_pos[track]
 
     kind_u = rng.random(total)
@@ -737,7 +752,7 @@ def activities(config: DemoConfig, cat: Catalogue, people: Listeners, chunk: int
         # Tickets go on sale during the window: a buyer who came too early comes back later.
         stuck = _fit_release(rng, cat, day, item, people.first_day[owner], people.end_day[owner], buying)
         kind[stuck], item[stuck], quantity[stuck], value[stuck] = ActivityKind.PLAY, cat.track_pos[track[stuck]], 1.0, 0.0
-    seconds = day * DAY + _seconds_of_day(rng, total)
+    seconds = day * DAY + _session_seconds(rng, owner, day)
 
     # Subscriptions: a monthly payment from the start of the plan until as_of (or until they lapsed).
     period = 30.4375
@@ -792,6 +807,30 @@ def _released_by(rng, cat: Catalogue, track: np.ndarray, day: np.ndarray) -> np.
         track[early] = _draw(cat.track_by_genre, cat.track_genre[track[early]], rng)
         early = early[day[early] < cat.track_release[track[early]]]
     track[early] = cat.evergreen_track[cat.track_genre[track[early]]]
+    return track
+
+
+LAUNCH_BOOST = 6.0  # a release is played 7× its usual share on its first day ...
+LAUNCH_DECAY_DAYS = 7.0  # ... fading as (1 + age / 7)^-1.2: 3.6× after a week, 1.9× after a month, 1.4× after two
+
+
+def _lifecycle(rng, cat: Catalogue, track: np.ndarray, day: np.ndarray, free: np.ndarray, rounds: int = 6) -> np.ndarray:
+    """New releases are played most when they are new (stream forecasting learns this lifecycle).
+
+    A pick of a track `age` days after its release is kept with probability
+    (1 + B·(1 + age/τ)^−1.2) / (1 + B) and otherwise drawn again from its genre, so a track's
+    plays follow its usual share times a launch boost that fades back to 1. Only `free` picks
+    (charts and genre listening) move: a fan playing their artist keeps the artist.
+    """
+    track = track.copy()
+    pending = np.flatnonzero(free)
+    for _ in range(rounds):
+        age = np.maximum(day[pending] - cat.track_release[track[pending]], 0)
+        boost = 1.0 + LAUNCH_BOOST * (1.0 + age / LAUNCH_DECAY_DAYS) ** -1.2
+        pending = pending[rng.random(len(pending)) >= boost / (1.0 + LAUNCH_BOOST)]
+        if not len(pending):
+            break
+        track[pending] = _released_by(rng, cat, _draw(cat.track_by_genre, cat.track_genre[track[pending]], rng), day[pending])
     return track
 
 

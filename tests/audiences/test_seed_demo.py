@@ -196,3 +196,24 @@ def test_seeding_an_empty_table_rebuilds_every_activity_index(transactional_db):
         present = set(connection.introspection.get_constraints(cursor, Activity._meta.db_table))
     assert {index.name for index in Activity._meta.indexes} <= present
     assert Activity.objects.count() > 1000
+
+
+def test_new_releases_peak_at_launch_and_fade(db):
+    """The generator directly (no database): plays of tracks released in the window, by week of their age."""
+    config = demo.DemoConfig(customers=5000, seed=7, as_of=AS_OF)
+    cat = demo.catalogue(config)
+    acts = pd.concat([c.activities for c in demo.simulate(config, cat)])
+    plays = acts[(acts.kind == int(ActivityKind.PLAY)) & (acts.item_pos >= 0)]
+    pos = plays.item_pos.to_numpy()
+    day = (plays.occurred_at - pd.Timestamp(0, tz="UTC")).dt.days.to_numpy()
+    released = cat.release_day[pos]
+    old_enough = (released >= config.anchor_day - config.days) & (released <= config.anchor_day - 90)
+    weeks = np.bincount((day - released)[old_enough] // 7)
+    assert weeks[0] > 1.5 * np.median(weeks[4:12])  # the launch week against weeks 5–12
+
+
+def test_listening_comes_in_sessions(service):
+    times = list(Activity.objects.filter(kind=ActivityKind.PLAY).order_by("customer_id", "occurred_at")
+                            .values_list("customer_id", "occurred_at")[:20000])
+    gaps = [(b[1] - a[1]).total_seconds() for a, b in zip(times, times[1:]) if a[0] == b[0] and a[1].date() == b[1].date()]
+    assert gaps and np.median(gaps) < 600  # most next plays come minutes later, within the session
