@@ -186,7 +186,11 @@ def _training_set(progress: Progress) -> tuple[list, list, list, list[dict], lis
     latest: dict[int, AudioAnalysis] = {}
     for a in analysed:
         latest.setdefault(a.item_id, a)
-    demo = list(Item.objects.filter(kind=ItemKind.TRACK, attributes__source="demo").exclude(pk__in=list(latest)).order_by("pk")[:DEMO_TRACKS])
+    # Every k-th demo track, not the first ones: the catalogue is generated artist by artist, so a prefix is a few genres.
+    ids = list(Item.objects.filter(kind=ItemKind.TRACK, attributes__source="demo").exclude(pk__in=list(latest))
+               .order_by("pk").values_list("pk", flat=True))
+    chosen = ids[:: max(1, len(ids) // DEMO_TRACKS)][:DEMO_TRACKS]
+    demo = list(Item.objects.filter(pk__in=chosen).order_by("pk"))
     items = [a.item for a in latest.values()] + demo
     shares = early_repeat_shares(items)
     spectrograms, targets, values, rows = [], [], [], []
@@ -255,15 +259,22 @@ def train(progress: Progress, *, epochs: int = HIT_EPOCHS) -> dict:
                              notes=note)
     progress(0.88, "Training the tagger")
     features = np.stack([audio.tag_features(s, v) for s, v in zip(spectrograms, values)])
-    labels = {"genre": [r["genre"] for r in rows], "mood": [r["mood"] for r in rows]}
-    tag_bytes, tag_report = audio.train_tagger(features, labels)
-    tagger = register_candidate(TAGGER_KEY, ModelVersion.Kind.TAGGER, tag_bytes, suffix=".npz", report=tag_report,
-                                trained_on=trained_on, metrics=_flat_metrics(tag_report), notes="Genre and mood from the items' tags.")
+    labels = {q: [r[q] for r in rows] for q in ("genre", "mood")}
+    labels = {q: v for q, v in labels.items() if len(set(v)) > 1}  # one label everywhere: nothing to tell apart
+    tagger = None
+    if labels:
+        tag_bytes, tag_report = audio.train_tagger(features, labels)
+        tagger = register_candidate(TAGGER_KEY, ModelVersion.Kind.TAGGER, tag_bytes, suffix=".npz", report=tag_report,
+                                    trained_on=trained_on, metrics=_flat_metrics(tag_report),
+                                    notes=f"{' and '.join(labels).capitalize()} from the items' tags.")
     # Promoted at once: there is no online traffic to gate on, and the report beside it says how it compares to the baseline.
     promote(hit)
-    promote(tagger)
+    if tagger is not None:
+        promote(tagger)
     progress(1.0, "Done")
-    return {"hit_model": hit.pk, "hit_version": hit.version, "tagger": tagger.pk, "tagger_version": tagger.version,
+    tag_report = tag_report if tagger is not None else {"skipped": "every track has the same genre and mood"}
+    return {"hit_model": hit.pk, "hit_version": hit.version, "tagger": tagger and tagger.pk,
+            "tagger_version": tagger and tagger.version,
             "tracks": len(rows), "targets": sources, "audio": audio_sources,
             "spearman": hit_report.get("spearman"), "baseline": hit_report.get("baseline"), "tagger_report": _flat_metrics(tag_report)}
 
@@ -284,7 +295,8 @@ def _flat_metrics(report: dict) -> dict:
 def training_summary(result: dict) -> str:
     targets = result.get("targets", {})
     spearman = result.get("spearman")
-    text = (f"Hit model v{result.get('hit_version')} and tagger v{result.get('tagger_version')} from {result.get('tracks')} tracks "
+    tagger = f" and tagger v{result['tagger_version']}" if result.get("tagger_version") else ""
+    text = (f"Hit model v{result.get('hit_version')}{tagger} from {result.get('tracks')} tracks "
             f"({targets.get('activity', 0)} targets from plays, {targets.get('synth truth', 0)} from the demo truth)")
     if spearman is not None:
         text += f"; held-out Spearman {spearman:.2f}"
