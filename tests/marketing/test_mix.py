@@ -71,7 +71,7 @@ def test_a_fit_already_waiting_is_returned_instead_of_queueing_another(db, setti
     dataset = make_dataset()
     first = mix.queue_fit(dataset, by=None)
     assert mix.queue_fit(dataset, by=None) == first
-    assert MixModel.objects.count() == 1 and Job.objects.count() == 1
+    assert MixModel.objects.count() == 1 and Job.objects.filter(kind="mix_model").count() == 1
 
 
 def test_a_series_too_short_to_fit_fails_the_fit_with_the_reason(db, django_capture_on_commit_callbacks):
@@ -81,7 +81,7 @@ def test_a_series_too_short_to_fit_fails_the_fit_with_the_reason(db, django_capt
         mix.queue_fit(dataset, by=None)
     model = MixModel.objects.get()
     assert model.status == MixModel.Status.FAILED and "too few" in model.error
-    assert Job.objects.get().status == Job.Status.FAILED
+    assert Job.objects.get(kind="mix_model").status == Job.Status.FAILED
 
 
 def test_fit_options_are_checked_by_name():
