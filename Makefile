@@ -6,7 +6,7 @@ DEMO_CUSTOMERS ?= 20000
 DEMO_SEED ?= 7
 export DEBUG ?= true
 
-.PHONY: setup run migrate demo admin lint test test-fast browser check-deploy bench clean
+.PHONY: setup run migrate demo admin lint test test-fast browser check-deploy audit bench clean
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "Python 3.11 is needed ($(PYTHON) not found); set PYTHON=/path/to/python3.11"; exit 1; }
@@ -58,6 +58,12 @@ test-fast: setup
 check-deploy: setup
 	DEBUG=false SECRET_KEY=$$(head -c 48 /dev/urandom | base64 | tr -d '\n/+=')-deploy-check-key ALLOWED_HOSTS=encore.example.com \
 	  $(PY) manage.py check --deploy --fail-level WARNING
+
+# Known vulnerabilities in the pinned dependencies (PyPI's advisory data, via pip-audit). The report
+# goes to test-artifacts/; a dependency with a known vulnerability fails the target.
+audit: setup
+	@mkdir -p test-artifacts
+	$(PY) bin/audit-deps test-artifacts/pip-audit.txt
 
 bench: setup
 	$(PY) bench/imports.py
