@@ -7,7 +7,7 @@ the same per-item errors (by index) and the same idempotent upserts.
 from __future__ import annotations
 
 import pandas as pd
-from drf_spectacular.utils import extend_schema, inline_serializer
+from drf_spectacular.utils import PolymorphicProxySerializer, extend_schema, inline_serializer
 from rest_framework import generics, serializers, status
 from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
@@ -29,7 +29,7 @@ class PersonaSerializer(serializers.ModelSerializer):
 
 
 class CustomerSerializer(serializers.ModelSerializer):
-    persona = PersonaSerializer(read_only=True)
+    persona = PersonaSerializer(read_only=True, allow_null=True)  # null until personas are first built
 
     class Meta:
         model = Customer
@@ -62,6 +62,11 @@ BatchResult = inline_serializer(
         })),
     },
 )
+
+# Only bad items: the batch result; not a batch at all (or too long): a `detail`.
+BatchRefused = PolymorphicProxySerializer(
+    component_name="BatchRefused", resource_type_field_name=None,
+    serializers=[BatchResult, inline_serializer("BatchError", {"detail": serializers.CharField()})])
 
 
 def _cell(value) -> str:
@@ -127,7 +132,7 @@ class BatchUpsert:
     kind: str
 
     @extend_schema(request={"application/json": {"type": "array", "items": {"type": "object"}}},
-                   responses={200: BatchResult, 400: BatchResult})
+                   responses={200: BatchResult, 400: BatchRefused})
     def post(self, request):
         items = request.data.get("items") if isinstance(request.data, dict) else request.data
         body, code = load_batch(self.kind, items)

@@ -1,11 +1,11 @@
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts.access import viewer_required
 from accounts.permissions import AnyRoleOrToken
-from config.views import healthz
+from config.views import api_not_found, healthz
 
 from audiences import urls as audiences_urls
 from marketing import urls as marketing_urls
@@ -36,5 +36,7 @@ urlpatterns = [
     # The browsable docs are a page for signed-in users (login redirect); tokens read the schema itself.
     path("api/v1/docs/", viewer_required(SpectacularSwaggerView.as_view(url_name="api-schema", permission_classes=[AnyRoleOrToken])),
          name="api-docs"),
+    # Last: any other API URL (an id that is not a number too) is a JSON 404, not the HTML page.
+    re_path(r"^api/", api_not_found),
 ]
 

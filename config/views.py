@@ -12,3 +12,8 @@ def healthz(request):
     except Exception as exc:  # any database error means not healthy
         return JsonResponse({"status": "error", "database": type(exc).__name__}, status=503)
     return JsonResponse({"status": "ok"})
+
+
+def api_not_found(request, *args, **kwargs):
+    """An API URL that names nothing: clients parse JSON, so they get `detail` as from any API view."""
+    return JsonResponse({"detail": "Not found."}, status=404)
