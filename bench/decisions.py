@@ -375,6 +375,10 @@ class Connection:
 
     async def post(self, path: str, body: bytes) -> int:
         """The response's status code, or 0 when the connection failed."""
+        return (await self.request(path, body))[0]
+
+    async def request(self, path: str, body: bytes) -> tuple[int, bytes]:
+        """The response's status code and body, or (0, b"") when the connection failed."""
         try:
             if self.writer is None:
                 self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
@@ -392,13 +396,13 @@ class Connection:
                     close = True
                 elif name == b"transfer-encoding":
                     raise ValueError("chunked responses are not expected here")
-            await self.reader.readexactly(length)
+            content = await self.reader.readexactly(length)
             if close:
                 self.close()
-            return status
+            return status, content
         except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, ValueError):
             self.close()
-            return 0
+            return 0, b""
 
     def close(self) -> None:
         if self.writer is not None:
