@@ -65,6 +65,14 @@ class EditUserForm(StyledForm, forms.Form):
     role = forms.ChoiceField(choices=ROLE_CHOICES, widget=forms.RadioSelect)
     is_active = forms.BooleanField(required=False, label="Active (can log in)")
 
+    def __init__(self, *args, two_factor: bool = False, **kwargs):
+        super().__init__(*args, **kwargs)
+        if two_factor:  # only offered when the user has an authenticator: a lost phone
+            self.fields["remove_two_factor"] = forms.BooleanField(
+                required=False, label="Remove two-factor sign-in (a lost phone)",
+                help_text="They sign in with the password only until they set up a new app entry.",
+                widget=forms.CheckboxInput(attrs={"class": "form-check-input"}))
+
 
 class ApiClientForm(StyledForm, forms.Form):
     name = forms.CharField(max_length=100, help_text="Who calls with this token, e.g. 'CRM nightly sync'.")
@@ -82,3 +90,18 @@ class ApiClientForm(StyledForm, forms.Form):
         if ApiClient.objects.filter(name__iexact=name).exists():
             raise forms.ValidationError(f"An API client named '{name}' already exists.")
         return name
+
+
+class CodeForm(StyledForm, forms.Form):
+    """The six digits an authenticator app shows now."""
+
+    code = forms.RegexField(regex=r"^\s*\d{6}\s*$", max_length=12, label="Code from your authenticator app",
+                            error_messages={"invalid": "Enter the 6 digits your app shows."})
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["code"].widget.attrs.update(inputmode="numeric", autocomplete="one-time-code", pattern=r"\d{6}",
+                                                autofocus=True, placeholder="123456")
+
+    def clean_code(self) -> str:
+        return self.cleaned_data["code"].strip()

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.contrib.auth.models import Group
+from django.core.serializers.json import DjangoJSONEncoder
 from django.db import models
 from django.utils import timezone
 
@@ -47,8 +48,11 @@ SCOPES = {
 
 
 def role_of(user) -> str | None:
-    """The most privileged role of an active user, or None for anonymous and role-less users."""
+    """The most privileged role of an active, fully signed-in user; None for anonymous and role-less users,
+    and for a session still waiting for its one-time code."""
     if not getattr(user, "is_authenticated", False) or not getattr(user, "is_active", False):
+        return None
+    if needs_second_factor(user):
         return None
     if getattr(user, "is_superuser", False):
         return Role.ADMIN
@@ -134,3 +138,53 @@ class ApiClient(models.Model):
         if self.last_used_at is None or now - self.last_used_at > self.LAST_USED_RESOLUTION:
             ApiClient.objects.filter(pk=self.pk).update(last_used_at=now)
             self.last_used_at = now
+
+
+def needs_second_factor(user) -> bool:
+    """Signed in with a password, holds a confirmed one-time-password device, and has not given its code.
+
+    OTPMiddleware gives request users `is_verified`; users loaded elsewhere (commands, tasks) have
+    none and are not asked. The device lookup is remembered on the user object for the request.
+    """
+    is_verified = getattr(user, "is_verified", None)
+    if is_verified is None or not getattr(user, "is_authenticated", False) or is_verified():
+        return False
+    cached = getattr(user, "_encore_has_device", None)
+    if cached is None:
+        from django_otp import user_has_device
+
+        cached = user._encore_has_device = user_has_device(user, confirmed=True)
+    return cached
+
+
+class AuditEntryQuerySet(models.QuerySet):
+    def for_object(self, object_type: str, object_id) -> "AuditEntryQuerySet":
+        """One object's history, newest first."""
+        return self.filter(object_type=object_type, object_id=str(object_id))
+
+
+class AuditEntry(models.Model):
+    """Who changed what and when: written by the action functions, in the transaction of the change."""
+
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    client = models.ForeignKey(ApiClient, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    # Kept as text too, so the entry still names its author after the user or client is deleted.
+    actor = models.CharField(max_length=160, help_text="Username, api:<client name>, or 'system' (commands, tasks).")
+    action = models.CharField(max_length=50, db_index=True, help_text="object.verb, e.g. campaign.status")
+    object_type = models.CharField(max_length=30)
+    object_id = models.CharField(max_length=40, blank=True)
+    object_label = models.CharField(max_length=200, blank=True)
+    changes = models.JSONField(default=dict, blank=True, encoder=DjangoJSONEncoder,
+                               help_text="{field: [before, after]}; before is null on creation.")
+    note = models.CharField(max_length=300, blank=True)
+
+    objects = AuditEntryQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-at", "-id"]
+        indexes = [models.Index(fields=["object_type", "object_id", "-at"], name="audit_object_idx")]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.object_label}"

@@ -9,4 +9,5 @@ urlpatterns = [
     path("users/<int:pk>/", views.user_edit, name="user_edit"),
     path("clients/new/", views.client_new, name="client_new"),
     path("clients/<int:pk>/revoke/", views.client_revoke, name="client_revoke"),
+    path("audit/", views.audit_log, name="audit"),
 ]

@@ -7,6 +7,7 @@ from pathlib import Path
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
+from accounts import audit
 from ml.models import Job, enqueue
 
 from . import imports
@@ -79,18 +80,36 @@ def queue_persona_build(*, full: bool, by) -> Job:
     return job
 
 
-def update_persona_settings(settings_obj: PersonaSettings, *, fields: list[str]) -> PersonaSettings:
+@transaction.atomic
+def update_persona_settings(settings_obj: PersonaSettings, *, fields: list[str], by) -> PersonaSettings:
+    before = audit.stored(settings_obj, fields)
     settings_obj.save(update_fields=fields)
+    audit.record_save("personas", settings_obj, before, by=by, fields=fields, label="Persona settings")
     return settings_obj
+
+
+AUDIENCE_FIELDS = ["name", "description", "kind", "rule"]
 
 
 @transaction.atomic
 def save_audience(audience, *, by):
     """Save an audience and materialise its membership (one INSERT … SELECT of the compiled rule)."""
+    before = audit.stored(audience, AUDIENCE_FIELDS)
     if audience.created_by_id is None:
         audience.created_by = by
     audience.save()
-    return refresh_membership(audience)
+    audience = refresh_membership(audience)
+    audit.record_save("audience", audience, before, by=by, fields=AUDIENCE_FIELDS)
+    return audience
+
+
+@transaction.atomic
+def refresh_audience(audience, *, by):
+    """An operator's refresh of a rule or list audience (the hourly task calls refresh_membership itself)."""
+    before = audience.size
+    audience = refresh_membership(audience)
+    audit.record("audience.refresh", audience, by=by, changes={"size": [before, audience.size]} if before != audience.size else {})
+    return audience
 
 
 @transaction.atomic
@@ -136,6 +155,8 @@ def create_lookalike(*, name: str, description: str, seed, size_pct: float, by):
     audience = Audience.objects.create(name=name, description=description, kind=Audience.Kind.LOOKALIKE, created_by=by)
     lookalike = Lookalike.objects.create(audience=audience, seed=seed, size_pct=size_pct)
     queue_lookalike_training(lookalike, by=by)
+    audit.record("audience.create", audience, by=by, changes={
+        "name": [None, name], "kind": [None, audience.kind], "seed": [None, seed.name], "size_pct": [None, size_pct]})
     return audience
 
 
@@ -158,13 +179,17 @@ def queue_lookalike_training(lookalike, *, by) -> Job:
 
 
 @transaction.atomic
-def resize_lookalike(lookalike, size_pct: float):
+def resize_lookalike(lookalike, size_pct: float, *, by):
     """Take the top `size_pct` % of the ranked candidates: no retraining, one INSERT … SELECT."""
     from .models import Lookalike
 
+    before = Lookalike.objects.filter(pk=lookalike.pk).values_list("size_pct", flat=True).first()
     Lookalike.objects.filter(pk=lookalike.pk).update(size_pct=size_pct)
     lookalike.size_pct = size_pct
-    return refresh_membership(lookalike.audience)
+    size_before = lookalike.audience.size
+    audience = refresh_membership(lookalike.audience)
+    audit.record("audience.resize", audience, by=by, changes={"size_pct": [before, size_pct], "size": [size_before, audience.size]})
+    return audience
 
 
 def create_list_audience(*, name: str, description: str, upload, by) -> tuple:
@@ -189,4 +214,6 @@ def create_list_audience(*, name: str, description: str, upload, by) -> tuple:
         members = {found[i] for i in ids if i in found}
         AudienceMember.objects.bulk_create([AudienceMember(audience=audience, customer_id=pk) for pk in members], batch_size=5000)
         refresh_membership(audience)
+        audit.record("audience.create", audience, by=by, note=f"{len(unknown):,} unknown ids left out" if unknown else "",
+                     changes={"name": [None, name], "kind": [None, audience.kind], "size": [None, audience.size]})
     return audience, unknown

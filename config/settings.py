@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 import secrets
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -102,7 +103,7 @@ if not DEBUG and not ALLOWED_HOSTS:
 CSRF_TRUSTED_ORIGINS = envlist("CSRF_TRUSTED_ORIGINS", [])
 
 INSTALLED_APPS = [
-    "django.contrib.admin",
+    "accounts.apps.EncoreAdminConfig",  # django.contrib.admin, entered only through our sign-in
     "django.contrib.auth",
     "django.contrib.contenttypes",
     "django.contrib.sessions",
@@ -114,10 +115,13 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",  # Swagger UI's files served from here: no CDN
     "django_htmx",
     "template_partials",
+    "django_otp",
+    "django_otp.plugins.otp_totp",
     "accounts",
     "ml",
     "audiences",
     "marketing",
+    "axes",  # last, as its docs ask: it wraps the authentication of the apps above
 ]
 
 MIDDLEWARE = [
@@ -127,9 +131,11 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",  # request.user.is_verified(): has this session given its one-time code
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # turns a locked-out sign-in into the lockout page (429)
     "config.middleware.DatabaseUnavailableMiddleware",  # 503 + Retry-After while PostgreSQL is unreachable
 ]
 
@@ -203,6 +209,8 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+# django-axes stands before the model backend and refuses a locked-out sign-in before the password is checked.
+AUTHENTICATION_BACKENDS = ["axes.backends.AxesStandaloneBackend", "django.contrib.auth.backends.ModelBackend"]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "dashboard"
 LOGOUT_REDIRECT_URL = "login"
@@ -273,6 +281,33 @@ CHALLENGER_CAP = envfloat("CHALLENGER_CAP", 0.5, 0.0, 1.0)
 # The optional control group of every campaign (0: none); the salt picks which customers it holds out.
 GLOBAL_CONTROL_SHARE = envfloat("GLOBAL_CONTROL_SHARE", 0.0, 0.0, 0.5)
 GLOBAL_CONTROL_SALT = envint("GLOBAL_CONTROL_SALT", 20261123, minimum=1)
+
+# Sign-in lockout (django-axes, attempts kept in the database so every web process sees them): after
+# LOGIN_FAILURE_LIMIT failures an account is locked for LOGIN_COOLOFF_MINUTES, counted again from each
+# further try. By default failures count per username *and* address together: a guesser at one address
+# gets a few tries per account, while a stranger elsewhere cannot lock a colleague out (a denial of
+# service), and people behind one office NAT don't lock each other out with typos.
+# LOGIN_LOCKOUT_BY=username locks the account whatever the address (stops spread-out guessing, at that cost).
+_LOCKOUT_BY = {"username+ip": [["username", "ip_address"]], "username": ["username"], "ip": ["ip_address"],
+               "username,ip": ["username", "ip_address"]}
+_lockout_by = env("LOGIN_LOCKOUT_BY", "username+ip")
+if _lockout_by not in _LOCKOUT_BY:
+    raise ImproperlyConfigured(f"LOGIN_LOCKOUT_BY={_lockout_by!r}: use one of {', '.join(_LOCKOUT_BY)}.")
+AXES_ENABLED = envbool("LOGIN_LOCKOUT", True)
+AXES_FAILURE_LIMIT = envint("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=envint("LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = _LOCKOUT_BY[_lockout_by]
+AXES_RESET_ON_SUCCESS = True  # a successful sign-in forgets earlier typos
+AXES_LOCKOUT_CALLABLE = "accounts.security.lockout_response"
+AXES_CLIENT_IP_CALLABLE = "accounts.security.client_ip"
+AXES_SENSITIVE_PARAMETERS = ["password", "code"]
+AXES_VERBOSE = False  # no banner on every manage.py command; lockouts are still logged as warnings
+# Load balancers in front of the web processes (0: clients connect directly; REMOTE_ADDR is theirs).
+LOGIN_TRUSTED_PROXIES = envint("LOGIN_TRUSTED_PROXIES", 0, minimum=0)
+# How long the code step of a two-step sign-in waits after the right password.
+LOGIN_CODE_SECONDS = 300
+# Second factor (django-otp TOTP): the issuer name authenticator apps show.
+OTP_TOTP_ISSUER = env("OTP_ISSUER", "Encore")
 
 # Requests per minute per API client (or signed-in user); a client's own limit overrides it.
 API_CLIENT_RATE_PER_MINUTE = envint("API_CLIENT_RATE_PER_MINUTE", 60_000, minimum=1)

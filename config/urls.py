@@ -3,6 +3,7 @@ from django.contrib.auth import views as auth_views
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from accounts import views as account_views
 from accounts.access import viewer_required
 from accounts.permissions import AnyRoleOrToken
 from config.views import api_not_found, healthz
@@ -14,7 +15,10 @@ from ml import urls as ml_urls
 
 urlpatterns = [
     path("", marketing_views.dashboard, name="dashboard"),
-    path("login/", auth_views.LoginView.as_view(redirect_authenticated_user=True), name="login"),
+    path("login/", account_views.SignInView.as_view(), name="login"),
+    path("login/code/", account_views.login_verify, name="login_verify"),
+    path("account/two-factor/", account_views.two_factor, name="two_factor"),
+    path("account/two-factor/remove/", account_views.two_factor_remove, name="two_factor_remove"),
     path("logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("password/", auth_views.PasswordChangeView.as_view(), name="password_change"),
     path("password/done/", auth_views.PasswordChangeDoneView.as_view(), name="password_change_done"),

@@ -15,6 +15,7 @@ from django.db import transaction
 from django.db.models import Max
 from django.utils import timezone
 
+from accounts import audit
 from ml.models import Job, enqueue
 
 from .models import Campaign, Channel, MixDataset, MixModel
@@ -112,9 +113,13 @@ def save_scenario(model: MixModel, *, name: str, total: float, objective: str, t
     from .models import BudgetScenario
 
     result = allocate(model, total=total, objective=objective, target=target, bounds_mode=bounds_mode, bounds=bounds)
-    return BudgetScenario.objects.create(model=model, name=name, total=total, objective=objective, target=target,
-                                         bounds_mode=bounds_mode, bounds={k: list(v) for k, v in bounds.items()},
-                                         result=result, created_by=by)
+    with transaction.atomic():
+        scenario = BudgetScenario.objects.create(model=model, name=name, total=total, objective=objective, target=target,
+                                                 bounds_mode=bounds_mode, bounds={k: list(v) for k, v in bounds.items()},
+                                                 result=result, created_by=by)
+        audit.record("scenario.create", scenario, by=by, label=name, changes={
+            "total": [None, total], "objective": [None, objective], "model": [None, str(model)]})
+    return scenario
 
 
 # -- applying a scenario to campaign budgets --------------------------------------------------------------------
@@ -175,14 +180,17 @@ def plan_application(scenario) -> tuple[list[BudgetChange], list[str]]:
 
 @transaction.atomic
 def apply_scenario(scenario, *, by) -> list[BudgetChange]:
-    """Set the campaigns' daily budgets as planned, and record what was set on the scenario."""
+    """Set the campaigns' daily budgets as planned, and record what was set on the scenario and in the audit log."""
     from decimal import Decimal
 
     changes, _ = plan_application(scenario)
     for change in changes:
         campaign = Campaign.objects.select_for_update().get(pk=change.campaign.pk)
+        before = audit.plain(campaign.daily_budget)
         campaign.daily_budget = Decimal(str(change.after))
         campaign.save(update_fields=["daily_budget"])
+        audit.record("budget.apply", campaign, by=by, object_type="campaign", note=f"scenario “{scenario.name}”",
+                     changes={"daily_budget": [before, audit.plain(campaign.daily_budget)]})
     scenario.applied = [{"campaign": c.campaign.pk, "name": c.campaign.name, "from": c.before, "to": c.after,
                          "channels": c.channels, "note": c.note} for c in changes]
     scenario.applied_at, scenario.applied_by = timezone.now(), by

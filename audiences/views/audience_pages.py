@@ -144,7 +144,7 @@ def audience_refresh(request, pk: int):
         actions.queue_lookalike_training(audience.lookalike, by=request.user)
         messages.info(request, "Retraining on the seed as it is now; this page follows its progress.")
     else:
-        audience = actions.refresh_membership(audience)
+        audience = actions.refresh_audience(audience, by=request.user)
         messages.success(request, f"Membership refreshed: {audience.size:,} customers.")
     return redirect("audiences:detail", pk=audience.pk)
 

@@ -190,7 +190,7 @@ def persona_settings(request):
 def _save_persona_settings(request, settings_obj):
     form = PersonaSettingsForm(request.POST, instance=settings_obj)
     if form.is_valid():
-        actions.update_persona_settings(form.save(commit=False), fields=list(form.changed_data) or ["half_life_days"])
+        actions.update_persona_settings(form.save(commit=False), fields=list(form.changed_data) or ["half_life_days"], by=request.user)
         messages.success(request, "Persona settings saved. Rebuild the personas to apply them to everyone.")
         return redirect("customers:persona_settings")
     return render(request, "audiences/persona_settings.html", {"form": form, "settings": settings_obj, "segments": segment_summary()},

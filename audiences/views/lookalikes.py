@@ -37,6 +37,6 @@ def lookalike_resize(request, pk: int):
     elif not lookalike.trained_at:
         messages.warning(request, "The lookalike is still training; choose its size once the curve is there.")
     else:
-        audience = actions.resize_lookalike(lookalike, form.cleaned_data["size_pct"])
+        audience = actions.resize_lookalike(lookalike, form.cleaned_data["size_pct"], by=request.user)
         messages.success(request, f"Size set to {lookalike.size_pct:g} %: {audience.size:,} customers.")
     return redirect("audiences:detail", pk=pk)

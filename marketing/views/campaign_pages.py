@@ -77,7 +77,7 @@ def campaign_edit(request, pk: int | None = None):
     form = CampaignForm(request.POST or None, instance=campaign)
     if request.method == "POST" and form.is_valid():
         if pk:
-            campaign = actions.update_campaign(form.save(commit=False))
+            campaign = actions.update_campaign(form.save(commit=False), by=request.user)
             messages.success(request, f"“{campaign.name}” saved.")
         else:
             campaign = actions.create_campaign(form.save(commit=False), by=request.user)
@@ -190,7 +190,7 @@ def ad_edit(request, pk: int | None = None, campaign_pk: int | None = None):
         ad = form.save(commit=False)
         ad.promoted_item = form.cleaned_data["promoted_item"]
         ad.dynamic_items = form.cleaned_data["dynamic_items"]
-        actions.save_ad(ad, form.cleaned_data["placements"])
+        actions.save_ad(ad, form.cleaned_data["placements"], by=request.user)
         messages.success(request, f"Ad “{ad.name}” saved.")
         return redirect("campaigns:detail", pk=ad.campaign_id)
     return render(request, "marketing/ad_form.html", {"form": form, "ad": ad, "campaign": ad.campaign},
@@ -207,7 +207,7 @@ def cap_new(request):
     form = CapForm(request.POST or None, initial=initial)
     back = _back(request)
     if request.method == "POST" and form.is_valid():
-        cap = actions.add_cap(form.save())
+        cap = actions.add_cap(form.save(commit=False), by=request.user)
         messages.success(request, f"Cap added: {cap}.")
         return redirect(back)
     return render(request, "marketing/cap_form.html", {"form": form, "back": back}, status=400 if form.errors else 200)
@@ -218,7 +218,7 @@ def cap_new(request):
 def cap_delete(request, pk: int):
     cap = get_cap_for_user(request.user, pk, write=True)
     described = str(cap)
-    actions.remove_cap(cap)
+    actions.remove_cap(cap, by=request.user)
     messages.success(request, f"Cap removed: {described}.")
     return redirect(_back(request))
 

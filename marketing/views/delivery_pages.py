@@ -50,7 +50,7 @@ def channel_edit(request, pk: int | None = None):
     channel = get_channel_for_user(request.user, pk, write=True) if pk else Channel()
     form = ChannelForm(request.POST or None, instance=channel)
     if request.method == "POST" and form.is_valid():
-        channel = actions.save_channel(form.save(commit=False))
+        channel = actions.save_channel(form.save(commit=False), by=request.user)
         messages.success(request, f"Channel “{channel.name}” saved.")
         return redirect("campaigns:delivery")
     return render(request, "marketing/simple_form.html", {
@@ -65,7 +65,7 @@ def placement_edit(request, pk: int | None = None):
     placement = get_placement_for_user(request.user, pk, write=True) if pk else Placement()
     form = PlacementForm(request.POST or None, instance=placement)
     if request.method == "POST" and form.is_valid():
-        placement = actions.save_placement(form.save(commit=False))
+        placement = actions.save_placement(form.save(commit=False), by=request.user)
         messages.success(request, f"Placement “{placement.slug}” saved. Give it a delivery plan to say who gets which ad.")
         return redirect("campaigns:delivery")
     if not Channel.objects.exists():
@@ -92,7 +92,7 @@ def plan_edit(request, pk: int):
     if data is not None and not adding and form.is_valid() and rules.is_valid():
         kept = [(f.save(commit=False), list(f.cleaned_data["ads"])) for f in rules.ordered_forms]
         removed = [f.instance for f in rules.deleted_forms if f.instance.pk]
-        actions.save_plan(form.save(commit=False), form.cleaned_data["rest_ads"], kept, removed)
+        actions.save_plan(form.save(commit=False), form.cleaned_data["rest_ads"], kept, removed, by=request.user)
         messages.success(request, f"The plan of “{placement.slug}” is saved. Try it on a customer below.")
         return redirect("campaigns:plan", pk=placement.pk)
     context = {"placement": placement, "form": form, "rules": rules, "n_ads": Ad.objects.filter(placements=placement).count(),

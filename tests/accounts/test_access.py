@@ -86,9 +86,12 @@ PAGES = {
     "team:user_edit": ("user", ADMIN, {"GET", "POST"}),
     "team:client_new": (None, ADMIN, {"GET", "POST"}),
     "team:client_revoke": ("client", ADMIN, {"POST"}),
+    "team:audit": (None, ADMIN, {"GET"}),
+    "two_factor": (None, VIEWER, {"GET", "POST"}),
+    "two_factor_remove": (None, VIEWER, {"POST"}),
 }
 # Served by Django itself or checked elsewhere (API tests, auth views).
-OTHERS = {"healthz", "login", "logout", "password_change", "password_change_done", "api-schema", "api-schema-noslash", "api-docs", "api-delivery-list", "api-customers",
+OTHERS = {"healthz", "login", "login_verify", "logout", "password_change", "password_change_done", "api-schema", "api-schema-noslash", "api-docs", "api-delivery-list", "api-customers",
           "api-customer", "api-items", "api-activities", "api-job",
           "api-audiences", "api-audience-members", "api-audience-members-stream", "api-audience-why", "api-decisions", "api-events", "api-spend"}
 

@@ -3,7 +3,8 @@ import secrets
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
 
-from accounts.models import Role, set_role
+from accounts import actions
+from accounts.models import Role
 
 
 class Command(BaseCommand):
@@ -13,8 +14,10 @@ class Command(BaseCommand):
         parser.add_argument("--username", default="admin")
         parser.add_argument("--password", help="default: a random one, printed")
         parser.add_argument("--reset", action="store_true", help="set a new password if the user exists")
+        parser.add_argument("--remove-2fa", action="store_true", dest="remove_2fa",
+                            help="with --reset: also remove the admin's authenticator (a lost phone)")
 
-    def handle(self, username, password, reset, **options):
+    def handle(self, username, password, reset, remove_2fa, **options):
         User = get_user_model()
         user = User.objects.filter(username=username).first()
         if user and not reset:
@@ -22,10 +25,7 @@ class Command(BaseCommand):
             return
         password = password or secrets.token_urlsafe(12)
         if user is None:
-            user = User.objects.create_user(username, f"{username}@example.com", password)
-        else:
-            user.set_password(password)
-            user.is_active = True
-            user.save()
-        set_role(user, Role.ADMIN)
+            actions.create_user(username=username, email=f"{username}@example.com", password=password, role=Role.ADMIN)
+        elif actions.reset_admin(user, password=password, remove_devices=remove_2fa):
+            self.stdout.write(f"Removed the two-factor authenticator of '{username}'.")
         self.stdout.write(f"Login: {username} / {password}")
