@@ -13,6 +13,7 @@ from rest_framework.pagination import CursorPagination
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
+from accounts.models import ApiClient
 from accounts.permissions import ScopedAccess
 from ml.models import Job
 
@@ -184,9 +185,21 @@ class JobSerializer(serializers.ModelSerializer):
         model = Job
         fields = ["id", "kind", "title", "status", "progress", "message", "error", "created_at", "started_at", "finished_at"]
 
+    def to_representation(self, job):
+        data = super().to_representation(job)
+        request = self.context.get("request")
+        if request is not None and isinstance(request.auth, ApiClient) and data["error"]:
+            data["error"] = "The job failed; the team sees why on its Jobs page."
+        return data
+
 
 class JobDetail(generics.RetrieveAPIView):
-    """Progress of a background job."""
+    """Progress of a background job.
+
+    Operators start jobs (no API call does); a token with `jobs:read` may watch any of them, as the
+    team's Jobs page does, but an exception's text is an internal detail: a client sees that a job
+    failed, and its message, not why.
+    """
 
     scopes = {"GET": "jobs:read"}
     permission_classes = [ScopedAccess]

@@ -144,8 +144,13 @@ def record_events(items, *, source: str) -> tuple[dict, int]:
     customers = dict(Customer.objects.filter(external_id__in={d["customer"] for _, d in good}).values_list("external_id", "pk"))
     ads = dict(Ad.objects.filter(pk__in={d["ad"] for _, d in good if d.get("ad")}).values_list("pk", "campaign_id"))
     # A decision's campaign for events without an ad: a control decision withheld one (outcomes must still compare).
-    decisions = {pk: ((context or {}).get("control") or {}).get("campaign") for pk, context in Decision.objects.filter(
-        pk__in={d["decision"] for _, d in good if d.get("decision")}).values_list("pk", "context")}
+    # Any client may name any decision (the app asks, another system reports), but only for the customer it was
+    # made for and an ad it served: otherwise an event would credit a campaign with someone else's response.
+    decisions, decided = {}, {}
+    for pk, context, customer_id, chosen in Decision.objects.filter(
+            pk__in={d["decision"] for _, d in good if d.get("decision")}).values_list("pk", "context", "customer_id", "chosen"):
+        decisions[pk] = ((context or {}).get("control") or {}).get("campaign")
+        decided[pk] = (customer_id, chosen or [])
     rows = []
     for index, data in good:
         problem = None
@@ -155,6 +160,10 @@ def record_events(items, *, source: str) -> tuple[dict, int]:
             problem = ("ad", data["ad"], "no ad with this id")
         elif data.get("decision") and data["decision"] not in decisions:
             problem = ("decision", data["decision"], "no decision with this id")
+        elif data.get("decision") and decided[data["decision"]][0] != customers[data["customer"]]:
+            problem = ("decision", data["decision"], "this decision was made for another customer")
+        elif data.get("decision") and data.get("ad") and data["ad"] not in decided[data["decision"]][1]:
+            problem = ("ad", data["ad"], "this decision did not serve this ad")
         if problem:
             rejected.append({"index": index, "field": problem[0], "value": str(problem[1]), "reason": problem[2]})
             continue

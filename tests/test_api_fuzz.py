@@ -144,3 +144,25 @@ def test_the_fuzzed_schema_is_the_served_one(client, world):
     served = client.get("/api/v1/schema/", HTTP_AUTHORIZATION=f"Bearer {world['token']}", HTTP_ACCEPT="application/json")
     assert served.status_code == 200
     assert served.json()["paths"].keys() == RAW_SCHEMA["paths"].keys()
+
+
+# Regressions the fuzzer found, pinned down in the schema itself.
+
+def test_a_customer_without_a_persona_is_documented_as_null():
+    persona = RAW_SCHEMA["components"]["schemas"]["Customer"]["properties"]["persona"]
+    assert persona.get("nullable") or any(s.get("nullable") for s in persona.get("allOf", []) + persona.get("oneOf", []))
+
+
+def test_a_refused_batch_is_documented_as_its_result_or_a_detail():
+    refused = RAW_SCHEMA["paths"]["/api/v1/customers"]["post"]["responses"]["400"]["content"]["application/json"]["schema"]
+    assert refused == {"$ref": "#/components/schemas/BatchRefused"}
+    assert len(RAW_SCHEMA["components"]["schemas"]["BatchRefused"]["oneOf"]) == 2
+
+
+def test_every_operation_documents_the_errors_it_can_answer():
+    for path, operations in RAW_SCHEMA["paths"].items():
+        for method, operation in operations.items():
+            codes = set(operation["responses"])
+            assert {"401", "403", "429"} <= codes, (method, path)
+            assert "{" not in path or "404" in codes, (method, path)
+            assert method == "get" or "400" in codes, (method, path)
