@@ -86,16 +86,19 @@ def pending_totp_device(user):
 
 
 @transaction.atomic
-def confirm_second_factor(device, token: str, *, by) -> bool:
-    """Confirm an enrolment with a code from the app; False (nothing changes) when the code is wrong."""
-    if not device.verify_token(token):
-        return False
+def confirm_second_factor(device, token: str, *, by) -> str | None:
+    """Confirm an enrolment with a code from the app; when the code is refused, nothing changes and the reason is returned."""
+    from .security import code_problem
+
+    problem = code_problem(device, token)
+    if problem:
+        return problem
     device.confirmed = True
     device.save(update_fields=["confirmed"])
     # One authenticator per user: older enrolments that were never confirmed are dropped.
     type(device).objects.filter(user=device.user).exclude(pk=device.pk).delete()
     audit.record("user.2fa_on", device.user, by=by, changes={"two_factor": [False, True]})
-    return True
+    return None
 
 
 @transaction.atomic

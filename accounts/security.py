@@ -15,6 +15,7 @@ from django.contrib.auth.views import redirect_to_login
 from django.core.exceptions import PermissionDenied
 from django.shortcuts import render
 from django.urls import reverse
+from django.utils import timezone
 
 from .models import needs_second_factor
 
@@ -66,3 +67,19 @@ class EncoreAdminSite(admin.AdminSite):
         if request.user.is_authenticated and not needs_second_factor(request.user):
             raise PermissionDenied("Django admin is for Admins.")  # signed in without the right: no login loop
         return redirect_to_login(request.GET.get(REDIRECT_FIELD_NAME) or reverse("admin:index"))
+
+
+WRONG_CODE = "That code is not right, or was already used. Enter the one your app shows now."
+
+
+def code_problem(device, code: str) -> str | None:
+    """None when `code` is the device's code now (it is then spent); otherwise what to tell the user.
+
+    django-otp slows guessing down by itself: after n wrong codes in a row the device refuses every
+    code for 2^(n-1) seconds, so a quick retry must say "wait", not "wrong".
+    """
+    allowed, info = device.verify_is_allowed()
+    if not allowed:
+        wait = max(1, math.ceil((info["locked_until"] - timezone.now()).total_seconds())) if info and info.get("locked_until") else 1
+        return f"Too many wrong codes in a row: wait {wait} second{'' if wait == 1 else 's'}, then enter the code your app shows."
+    return None if device.verify_token(code) else WRONG_CODE

@@ -15,7 +15,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 from django_otp import login as otp_login
-from django_otp import match_token, user_has_device
+from django_otp import user_has_device
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from . import actions, security
@@ -149,14 +149,15 @@ def login_verify(request):
         request.session.pop(PENDING, None)
         return security.lockout_response(request, credentials=credentials)
     form = CodeForm(request.POST or None)
-    if request.method == "POST" and form.is_valid():
-        device = match_token(user, form.cleaned_data["code"])
-        if device is not None:
+    device = TOTPDevice.objects.filter(user=user, confirmed=True).first()
+    if request.method == "POST" and form.is_valid() and device is not None:
+        problem = security.code_problem(device, form.cleaned_data["code"])
+        if problem is None:
             del request.session[PENDING]
             login(request, user, backend=pending["backend"])
             otp_login(request, device)
             return redirect(pending["next"])
-        form.add_error("code", "That code is not right, or was already used. Enter the one your app shows now.")
+        form.add_error("code", problem)
         user_login_failed.send(sender=__name__, credentials=credentials, request=request)
         if getattr(request, "axes_locked_out", False):
             request.session.pop(PENDING, None)
@@ -179,11 +180,12 @@ def two_factor(request):
     device = actions.pending_totp_device(request.user)
     form = CodeForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        if actions.confirm_second_factor(device, form.cleaned_data["code"], by=request.user):
+        problem = actions.confirm_second_factor(device, form.cleaned_data["code"], by=request.user)
+        if problem is None:
             otp_login(request, device)  # this session has just given a code
             messages.success(request, "Two-factor sign-in is on: from now on, signing in asks for a code from your app.")
             return redirect("two_factor")
-        form.add_error("code", "That code does not match. Check the app's clock and enter the code it shows now.")
+        form.add_error("code", problem)
     url = device.config_url
     return render(request, "accounts/two_factor.html", {
         "form": form, "otpauth_url": url, "qr_svg": qr_svg(url),
@@ -204,16 +206,17 @@ def qr_svg(text: str) -> str:
 def two_factor_remove(request):
     """Turn sign-in codes off; asks for a current code, so a session left open cannot do it alone."""
     form = CodeForm(request.POST)
-    if not TOTPDevice.objects.filter(user=request.user, confirmed=True).exists():
+    device = TOTPDevice.objects.filter(user=request.user, confirmed=True).first()
+    if device is None:
         messages.info(request, "Two-factor sign-in is already off.")
         return redirect("two_factor")
-    if form.is_valid() and match_token(request.user, form.cleaned_data["code"]) is not None:
-        actions.remove_second_factor(request.user, by=request.user)
-        messages.success(request, "Two-factor sign-in is off. You can turn it on again with a new app entry.")
-        return redirect("two_factor")
     if form.is_valid():
-        form.add_error("code", "That code is not right, or was already used.")
-    device = TOTPDevice.objects.filter(user=request.user, confirmed=True).first()
+        problem = security.code_problem(device, form.cleaned_data["code"])
+        if problem is None:
+            actions.remove_second_factor(request.user, by=request.user)
+            messages.success(request, "Two-factor sign-in is off. You can turn it on again with a new app entry.")
+            return redirect("two_factor")
+        form.add_error("code", problem)
     return render(request, "accounts/two_factor.html", {"device": device, "form": form}, status=400)
 
 
