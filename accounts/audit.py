@@ -7,6 +7,7 @@ logged, and a change that rolls back leaves no entry.
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Iterable
 
 from django.core.serializers.json import DjangoJSONEncoder
@@ -27,18 +28,25 @@ def editable_fields(model) -> list[str]:
     return [f.name for f in model._meta.concrete_fields if f.editable and not f.primary_key]
 
 
+def _value(field, value):
+    """A field's value as stored: a form's Decimal("50") and the row's Decimal("50.00") are one value."""
+    if isinstance(field, models.DecimalField) and isinstance(value, Decimal):
+        value = value.quantize(Decimal(1).scaleb(-field.decimal_places))
+    return plain(value)
+
+
 def snapshot(obj: models.Model, fields: Iterable[str]) -> dict:
     """The values of `fields` on the object in memory (foreign keys as ids)."""
-    return {name: plain(getattr(obj, obj._meta.get_field(name).attname)) for name in fields}
+    return {name: _value(obj._meta.get_field(name), getattr(obj, obj._meta.get_field(name).attname)) for name in fields}
 
 
 def stored(obj: models.Model, fields: Iterable[str]) -> dict | None:
     """The values of `fields` in the object's row as stored now, or None for an object not saved yet."""
     if obj.pk is None:
         return None
-    attnames = {name: obj._meta.get_field(name).attname for name in fields}
-    row = type(obj)._default_manager.filter(pk=obj.pk).values(*attnames.values()).first()
-    return None if row is None else {name: plain(row[attname]) for name, attname in attnames.items()}
+    found = {name: obj._meta.get_field(name) for name in fields}
+    row = type(obj)._default_manager.filter(pk=obj.pk).values(*(f.attname for f in found.values())).first()
+    return None if row is None else {name: _value(f, row[f.attname]) for name, f in found.items()}
 
 
 def changes(before: dict | None, after: dict) -> dict:

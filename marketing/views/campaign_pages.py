@@ -17,6 +17,7 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from accounts.access import viewer_required, writer_required
+from accounts.models import AuditEntry
 
 from ml.models import Job, ModelVersion
 
@@ -97,7 +98,9 @@ def campaign_detail(request, pk: int):
     served = dict(ServedAd.objects.filter(ad_id__in=[a.pk for a in ads]).values("ad_id").annotate(n=Count("id"))
                   .values_list("ad_id", "n"))
     now = timezone.now()
+    ranked = rates.ranked_ads()
     for ad in ads:
+        ad.ranked = ad.pk in ranked  # only ads a plan ranks by model explore first
         ad.served_count = served.get(ad.pk, 0)
         ad.explore_pct = min(100, round(100 * ad.served_count / campaign.explore_impressions))
         ad.explore_days_left = max(0, campaign.explore_days - (now - ad.created_at).days)
@@ -111,7 +114,8 @@ def campaign_detail(request, pk: int):
                "served_14d": served_14d, "chart": chart, "moves": moves, "badge": STATUS_BADGES[campaign.status],
                "explored": sum(1 for a in ads if a.explored_at), "explored_sub": f"of {len(ads)} ads",
                "spent_sub": f"of {campaign.total_budget:,.2f}" if campaign.total_budget is not None else "no total budget",
-               "today_sub": f"of {campaign.daily_budget:,.2f}" if campaign.daily_budget is not None else "no daily budget"}
+               "today_sub": f"of {campaign.daily_budget:,.2f}" if campaign.daily_budget is not None else "no daily budget",
+               "history": AuditEntry.objects.for_object("campaign", campaign.pk)[:8]}
     return render(request, "marketing/campaign_detail.html", context)
 
 
