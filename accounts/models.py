@@ -188,3 +188,24 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.actor} {self.action} {self.object_label}"
+
+    @property
+    def change_rows(self) -> list[tuple[str, str | None, str]]:
+        """(field, before, after) as text for pages; before is None on creation, where there was no before."""
+        creation = self.action.endswith(".create")
+        return [(field, None if creation else _as_text(pair[0]), _as_text(pair[1]))
+                for field, pair in self.changes.items() if isinstance(pair, list) and len(pair) == 2]
+
+
+def _as_text(value) -> str:
+    if value is None or value == "" or value == []:
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list):
+        return ", ".join(_as_text(v) for v in value)
+    if isinstance(value, dict):
+        import json
+
+        return json.dumps(value, ensure_ascii=False)
+    return str(value)
