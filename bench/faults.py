@@ -74,6 +74,8 @@ def faults_database(args: argparse.Namespace) -> str:
     """encore_bench_faults: copied from encore_bench_load when that exists (seconds), else created and seeded."""
     import psycopg
 
+    os.environ.setdefault("CELERY_BROKER_URL", f"{REDIS}/{BROKER_DB}")  # never the repository's var/ broker
+
     os.environ["DATABASE_URL"] = DATABASE_URL
     with psycopg.connect("host=127.0.0.1 user=postgres dbname=postgres", autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = 'encore_bench_faults'").fetchone()
@@ -223,6 +225,7 @@ def drill_lookalike(args: argparse.Namespace, env: dict, folder: str) -> dict[st
 
 
 def worker_kill(args: argparse.Namespace) -> None:
+    os.environ["CELERY_BROKER_URL"] = f"{REDIS}/{BROKER_DB}"  # this process queues the jobs: before Django starts
     database_url = faults_database(args)
     folder = tempfile.mkdtemp(prefix="encore-bench-faults-")
     media = Path(folder) / "media"

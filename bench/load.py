@@ -151,6 +151,8 @@ def prepare(args: argparse.Namespace) -> tuple[str, dict, list[str]]:
     """Database checked, migrated, seeded and in the decision bench's known state; the customers' external ids."""
     database_url = os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
     os.environ["DATABASE_URL"] = database_url
+    # Seeding queues jobs (lookalike, mix model): onto the bench's own broker db, never the repository's var/ one.
+    os.environ.setdefault("CELERY_BROKER_URL", f"{args.redis}/{args.broker_db}")
     harness.check_database(database_url, any_database=False)
     harness.setup_django(args)
     from audiences.models import Customer
