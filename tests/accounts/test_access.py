@@ -155,6 +155,25 @@ def test_anonymous_users_are_sent_to_login(client, objects, name):
     assert response["Location"].startswith(reverse("login"))
 
 
+@pytest.fixture(scope="module")
+def every_scope():
+    from accounts.models import SCOPES
+
+    return sorted(SCOPES)
+
+
+@pytest.mark.parametrize("name", sorted(PAGES))
+def test_api_tokens_do_not_open_pages(client, objects, every_scope, name):
+    """A Bearer token (here one holding every scope) is for /api/ only: a page treats its holder as anonymous."""
+    from accounts.models import ApiClient
+
+    _, token = ApiClient.issue("page-prober", every_scope)
+    method = "get" if "GET" in PAGES[name][2] else "post"
+    response = getattr(client, method)(url_of(name, objects), HTTP_AUTHORIZATION=f"Bearer {token}")
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("login"))
+
+
 ROLE_RANK = {VIEWER: 0, WRITER: 1, ADMIN: 2}
 
 
