@@ -111,13 +111,19 @@ def epsilon_of(campaign: Campaign) -> float:
 
 
 def build_model(campaign: Campaign, *, now: datetime | None = None, by=None,
-                progress: Callable[[float, str], None] | None = None) -> dict:
+                progress: Callable[[float, str], None] | None = None, job_id: int | None = None) -> dict:
     """Train the campaign's next candidate, gate it against the champion, promote it if it is shown better.
 
-    Raises automodel.NotEnoughData (with the counts) when the logs cannot train a model yet.
+    Raises automodel.NotEnoughData (with the counts) when the logs cannot train a model yet. With a
+    job id, a retried job whose worker died after registering its candidate finishes that candidate
+    (promotes it if its gate passed) instead of registering a second one.
     """
     now = now or timezone.now()
     report = progress or (lambda fraction, message: None)
+    if job_id is not None:
+        earlier = ModelVersion.objects.filter(key=model_key(campaign.pk), trained_on__job=job_id).first()
+        if earlier is not None:
+            return _finish_registered(earlier, report)
     report(0.02, "Loading logged decisions, outcomes and persona snapshots")
     decisions, outcomes, snapshots, ads = _logs(campaign, now)
     window = campaign.attribution_minutes * 60
@@ -147,7 +153,7 @@ def build_model(campaign: Campaign, *, now: datetime | None = None, by=None,
                     "train_rows": trained.train_rows, "validation_rows": trained.validation_rows,
                     "attribution_minutes": campaign.attribution_minutes, "until": now.isoformat(),
                     "validation_from": trained.report["boundary"], "goal": campaign.goal, "campaign": campaign.name,
-                    "ads": [int(a) for a in ads["ad_id"]]},
+                    "ads": [int(a) for a in ads["ad_id"]], "job": job_id},
         notes=f"Trained on {trained.train_rows:,} decisions, validated on the next {trained.validation_rows:,}.",
         by=by, campaign_id=campaign.pk,
     )
@@ -159,6 +165,19 @@ def build_model(campaign: Campaign, *, now: datetime | None = None, by=None,
                 + ("promoted to champion" if promoted else "kept as a candidate"))
     return {"version": version.pk, "number": version.version, "kind": trained.kind, "auc": trained.metrics["auc"],
             "promoted": promoted, "gate": verdict.reason, "seconds": round(trained.seconds, 2)}
+
+
+def _finish_registered(version: ModelVersion, report: Callable[[float, str], None]) -> dict:
+    """The rest of build_model for a candidate an earlier attempt of the same job registered."""
+    gate = version.metrics.get("gate", {})
+    promoted = version.status == ModelVersion.Status.CHAMPION
+    if gate.get("passed") and version.status == ModelVersion.Status.CANDIDATE:
+        registry.promote(version, by=GATE)
+        promoted = True
+    report(1.0, f"v{version.version} ({version.kind}): registered by an earlier attempt, "
+                + ("promoted to champion" if promoted else "kept as a candidate"))
+    return {"version": version.pk, "number": version.version, "kind": version.kind, "auc": version.metrics.get("auc", 0.0),
+            "promoted": promoted, "gate": gate.get("reason", ""), "seconds": 0.0}
 
 
 def online_key(campaign_id: int) -> str:

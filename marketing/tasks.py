@@ -17,8 +17,8 @@ def refresh_rates() -> dict:
 def train_campaign_model(job_id: int, campaign_id: int) -> None:
     """Build the campaign's next model from its logs, gate it, promote it if it is shown better (ml queue).
 
-    Idempotent enough to retry: a retried attempt registers one more candidate version and
-    gates it the same way; nothing is half-written (the registry writes the file, then the row).
+    Idempotent: a retried attempt retrains unless the killed one already registered its candidate
+    (found by job id), which it then only finishes; nothing is half-written (the file, then the row).
     """
     from ml.automodel import NotEnoughData
     from ml.models import running
@@ -31,7 +31,7 @@ def train_campaign_model(job_id: int, campaign_id: int) -> None:
             return
         campaign = Campaign.objects.get(pk=campaign_id)
         try:
-            job.result = learning.build_model(campaign, by=job.created_by, progress=job.report)
+            job.result = learning.build_model(campaign, by=job.created_by, progress=job.report, job_id=job.pk)
         except NotEnoughData as exc:
             job.result = {"skipped": str(exc)}
             job.message = f"Not trained yet, it tries again by itself: {exc}"[:300]
