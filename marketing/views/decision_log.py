@@ -45,9 +45,10 @@ def decision_log(request):
     total = sum(mix.values())
     kpis = {
         "total": total,
-        "served": total - mix.get("none", 0),
+        # A control decision serves nothing either: its customer was held out.
+        "served": total - mix.get("none", 0) - mix.get("control", 0),
         "explore": mix.get("explore", 0) / total if total else None,
-        "propensity": day.exclude(reason="none").aggregate(p=Avg("propensity"))["p"],
+        "propensity": day.exclude(reason__in=["none", "control"]).aggregate(p=Avg("propensity"))["p"],
     }
     # Keyset pagination on time: the log grows by the second, so page numbers would shift under the reader.
     before = parse_datetime(request.GET.get("before", "") or "")

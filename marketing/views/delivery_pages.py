@@ -13,7 +13,7 @@ from audiences.models import Customer
 from .. import actions, decisions
 from ..access import get_channel_for_user, get_placement_for_user
 from ..forms import ChannelForm, PlacementForm, PlanForm, RuleFormSet, SimulateForm
-from ..models import Ad, Campaign, Channel, Decision, DeliveryPlan, FrequencyCap, Placement
+from ..models import Ad, Campaign, Channel, Decision, DeliveryPlan, FrequencyCap, Placement, PlanRule
 
 
 @require_GET
@@ -86,7 +86,10 @@ def plan_edit(request, pk: int):
     adding = data is not None and "add_rule" in data
     if adding:  # one more empty rule row, nothing saved yet
         key = "rules-TOTAL_FORMS"
-        data[key] = str(int(data.get(key) or 0) + 1)
+        n = int(data.get(key) or 0)
+        data[key] = str(n + 1)
+        # The new row holds its defaults, so it counts as untouched and is not judged (no "required" before any input).
+        data.setdefault(f"rules-{n}-mode", PlanRule.Mode.ONE_AD)
     form = PlanForm(data, instance=plan, placement=placement)
     rules = RuleFormSet(data, instance=plan, prefix="rules", form_kwargs={"placement": placement})
     if data is not None and not adding and form.is_valid() and rules.is_valid():

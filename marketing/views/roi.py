@@ -75,7 +75,7 @@ def money(x: float | None) -> str:
 
 
 def percent(x: float | None, digits: int = 1) -> str:
-    return "—" if x is None else f"{100 * x:,.{digits}f}\u00a0%"
+    return "—" if x is None else f"{round(100 * x, digits) + 0.0:,.{digits}f}\u00a0%"  # + 0.0: never "-0 %"
 
 
 def count(x: float) -> str:

@@ -45,6 +45,12 @@ def test_the_log_lists_the_newest_decisions_first_with_the_days_figures(client_f
     assert older.context["older"] == ""
 
 
+def test_control_decisions_served_nothing_and_leave_the_mean_propensity_alone(client_for, ann, logged):
+    Decision.objects.filter(customer__external_id="c58").update(reason="control", chosen=[], propensity=0.2)
+    kpis = client_for(ann).get(URL).context["kpis"]
+    assert kpis["served"] == 58 and kpis["propensity"] == pytest.approx(0.5)
+
+
 def test_filters_narrow_the_log_and_htmx_gets_the_table_only(client_for, ann, logged):
     c = client_for(ann)
     assert [r.reason for r in c.get(URL, {"reason": "none"}).context["rows"]] == ["none"]

@@ -162,6 +162,9 @@ def test_the_detail_page_shows_each_ads_exploration_progress_and_the_daily_chart
                                 channel=shop["banner"], served_at=now)
     Ad.objects.filter(pk=shop["single"].pk).update(explored_at=now)
     page = text(as_mark.get(reverse("campaigns:detail", args=[release.pk])))
+    assert "Needs no exploration: no plan ranks it by model" in page and "Exploring:" not in page
+    DeliveryPlan.objects.create(placement=shop["home"], rest=DeliveryPlan.Rest.MODEL)  # now a model ranks them: they explore
+    page = text(as_mark.get(reverse("campaigns:detail", args=[release.pk])))
     assert "Exploring: 3 of 4 impressions" in page and 'aria-valuenow="75"' in page
     assert "Explored now" in page or "Explored 0" in page or "Explored " in page
     assert 'data-chart="chart-daily"' in page and '"Ads served"' in page
@@ -314,6 +317,7 @@ def test_adding_a_rule_row_saves_nothing_and_shows_one_more_row(as_mark, shop):
     data = plan_post(shop, [(shop["fans"], "one", ["tour"])], "priority", add_rule="1")
     response = as_mark.post(reverse("campaigns:plan", args=[shop["home"].pk]), data)
     assert response.status_code == 200 and text(response).count('class="rb-leaf p-3 mb-3 rule-row"') == 2
+    assert "This field is required" not in text(response)  # the new row is not judged before it is filled in
     assert not DeliveryPlan.objects.exists()
     # the empty row, as a browser sends it, is ignored on save
     data = plan_post(shop, [(shop["fans"], "one", ["tour"])], "priority",

@@ -355,3 +355,9 @@ def test_the_simulators_control_decisions_answer_organically_tied_to_the_decisio
     assert not treated_organic.filter(ad__isnull=True).exists()
     measured = [x for x in roi.report(roi.check_query({})).lifts if x.measured]
     assert {x.name for x in measured} == {spec.name for spec in demo.CAMPAIGNS}
+
+
+def test_a_percentage_that_rounds_to_zero_is_never_shown_as_minus_zero():
+    from marketing.views.roi import percent
+
+    assert percent(-0.004, 0) == "0\u00a0%" and percent(-0.0004) == "0.0\u00a0%" and percent(-0.012, 0) == "-1\u00a0%"
