@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 from django.core.files.base import ContentFile
 from django.db import transaction
+from django.db.models import F
 
 from . import bulk
 from .models import Activity, ActivityKind, Customer, DataImport, ImportKind, Item, ItemKind, Persona
@@ -494,7 +495,12 @@ def _spreadsheet_safe(errors: pd.DataFrame) -> pd.DataFrame:
 
 
 def run_import(data_import: DataImport, progress: Progress | None = None, keep_extra: bool = True) -> DataImport:
-    """Load the whole file; safe to run again (a retried job upserts the same rows)."""
+    """Load the whole file; safe to run again (a retried job upserts the same rows).
+
+    Each chunk's count of new rows is added to the DataImport in the chunk's own transaction, so an
+    attempt killed after some chunks and retried still reports every row it created once: the retry
+    finds those rows already there (updated, not new) and the first attempt's count is kept.
+    """
     path = Path(data_import.file.path)
     fmt = data_import.file_format
     total = count_rows(path, fmt)
@@ -504,7 +510,10 @@ def run_import(data_import: DataImport, progress: Progress | None = None, keep_e
     done = 0
     ids = KnownIds()
     for frame in read_chunks(path, fmt):
-        result = load_chunk(data_import.kind, frame, data_import.mapping, keep_extra, ids)
+        with transaction.atomic():
+            result = load_chunk(data_import.kind, frame, data_import.mapping, keep_extra, ids)
+            if result.created and data_import.pk:
+                DataImport.objects.filter(pk=data_import.pk).update(rows_created=F("rows_created") + result.created)
         errors = pd.concat(result.errors) if result.errors else pd.DataFrame(columns=["row", "column", "value", "reason"])
         errors = errors.sort_values(["row"], kind="stable")
         failed_rows += errors["row"].nunique()
@@ -520,7 +529,8 @@ def run_import(data_import: DataImport, progress: Progress | None = None, keep_e
     data_import.rows_total = done
     data_import.rows_ok = ok
     data_import.rows_failed = failed_rows
-    data_import.rows_created = created
+    data_import.rows_created = (DataImport.objects.filter(pk=data_import.pk).values_list("rows_created", flat=True).first()
+                                if data_import.pk else created)
     data_import.errors = [{**e, "row": int(e["row"])} for e in kept]
     fields = ["rows_total", "rows_ok", "rows_failed", "rows_created", "errors"]
     if report_lines:
