@@ -171,7 +171,8 @@ def drill_import(args: argparse.Namespace, env: dict, folder: str) -> dict[str, 
     DataImport.objects.filter(pk=data_import.pk).delete()
     return {"import_progressed_before_kill": progressed, "import_job_succeeded": done and status == "succeeded",
             "import_redelivered": attempts >= 2, "import_each_customer_once": stored == distinct == args.rows,
-            "import_marked_done": data_import.status == DataImport.Status.DONE}
+            "import_marked_done": data_import.status == DataImport.Status.DONE,
+            "import_new_rows_counted_once": data_import.rows_created == args.rows}
 
 
 def drill_lookalike(args: argparse.Namespace, env: dict, folder: str) -> dict[str, bool]:
