@@ -161,14 +161,22 @@ def choose_persuadable(campaign: Campaign, scorer: UpliftScorer, rows: pd.DataFr
 
 
 def build_uplift_model(campaign: Campaign, *, now: datetime | None = None, by=None,
-                       progress: Callable[[float, str], None] | None = None) -> dict:
-    """Fit every learner on 70 % of the campaign's treated and control decisions, register the best by Qini on the rest."""
+                       progress: Callable[[float, str], None] | None = None, job_id: int | None = None) -> dict:
+    """Fit every learner on 70 % of the campaign's treated and control decisions, register the best by Qini on the rest.
+
+    With a job id, a retried job whose worker died after registering its model finishes that model
+    (promotes it, chooses the persuadable customers) instead of registering a second one.
+    """
     from sklearn.model_selection import train_test_split
 
     from ml import uplift
 
     now = now or timezone.now()
     report = progress or (lambda fraction, message: None)
+    if job_id is not None:
+        earlier = ModelVersion.objects.filter(key=uplift_key(campaign.pk), trained_on__job=job_id).first()
+        if earlier is not None:
+            return _finish_uplift(campaign, earlier, now, report)
     report(0.05, "Loading treated and control decisions")
     rows = logs(campaign, now)
     treated = int(rows["t"].sum()) if len(rows) else 0
@@ -206,7 +214,7 @@ def build_uplift_model(campaign: Campaign, *, now: datetime | None = None, by=No
                            for name in ("uplift_curve", "qini_curve", "perfect_uplift_curve", "perfect_qini_curve")}
                 | {"n": int(chosen.n), "n_treated": int(chosen.n_treated), "k": float(chosen.k)}},
         trained_on={"decisions": len(rows), "treated": treated, "control": control, "test_rows": len(test),
-                    "until": now.isoformat(), "goal": campaign.goal, "campaign": campaign.name},
+                    "until": now.isoformat(), "goal": campaign.goal, "campaign": campaign.name, "job": job_id},
         notes=f"{best.replace('_', ' ')} chosen by Qini on 30 % of the customers held out from training.",
     )
     # Uplift models are not gated off-policy: the holdout is itself a randomised experiment. The newest serves.
@@ -218,3 +226,21 @@ def build_uplift_model(campaign: Campaign, *, now: datetime | None = None, by=No
     report(1.0, f"{best.replace('_', ' ')}: Qini {metrics['qini'] if metrics['qini'] is not None else float('nan'):.3f}")
     return {"version": version.pk, "number": version.version, "learner": best, "qini": metrics["qini"],
             "treated": treated, "control": control}
+
+
+def _finish_uplift(campaign: Campaign, version: ModelVersion, now: datetime,
+                   report: Callable[[float, str], None]) -> dict:
+    """The rest of build_uplift_model for a model an earlier attempt of the same job registered."""
+    from ml.serving import load
+
+    metrics = dict(version.metrics)
+    if version.status != ModelVersion.Status.CHAMPION:
+        registry.promote(version, by="uplift training")
+    if "targeting" not in metrics:
+        report(0.9, "Choosing the persuadable customers (the model was registered by an earlier attempt)")
+        scorer = load(version.kind, registry.artefact_path(version))
+        metrics["targeting"] = choose_persuadable(campaign, scorer, logs(campaign, now), now)
+        ModelVersion.objects.filter(pk=version.pk).update(metrics=metrics)
+    report(1.0, f"v{version.version}: registered by an earlier attempt, finished")
+    return {"version": version.pk, "number": version.version, "learner": metrics.get("learner"), "qini": metrics.get("qini"),
+            "treated": metrics.get("treated"), "control": metrics.get("control")}

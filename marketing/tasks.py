@@ -79,7 +79,7 @@ def train_uplift_model(job_id: int, campaign_id: int) -> None:
             return
         campaign = Campaign.objects.get(pk=campaign_id)
         try:
-            job.result = incrementality.build_uplift_model(campaign, by=job.created_by, progress=job.report)
+            job.result = incrementality.build_uplift_model(campaign, by=job.created_by, progress=job.report, job_id=job.pk)
         except NotEnoughData as exc:
             job.result = {"skipped": str(exc)}
             job.message = f"Not trained yet: {exc}"[:300]

@@ -142,3 +142,30 @@ def test_targeting_by_uplift_serves_and_lists_only_the_persuadable(world):
     listed = {r.customer for r in rows}
     allowed = {c.external_id for c in world["people"] if c.pk in chosen and not control.held_out(c.pk, 0.3, campaign.control_salt)}
     assert listed and listed <= allowed
+
+
+def test_a_retried_uplift_job_finishes_the_model_its_killed_attempt_registered(world, monkeypatch):
+    from marketing import tasks
+
+    run(world, 2000)
+    campaign = world["campaign"]
+    job = Job.objects.create(kind="uplift_model", title="Uplift")
+    promote = registry.promote
+
+    def killed(*args, **kwargs):
+        raise RuntimeError("the worker died here")
+
+    monkeypatch.setattr(registry, "promote", killed)  # the first attempt stops between registering and promoting
+    with pytest.raises(RuntimeError):
+        tasks.train_uplift_model(job.pk, campaign.pk)
+    assert ModelVersion.objects.filter(key=incrementality.uplift_key(campaign.pk)).count() == 1
+
+    monkeypatch.setattr(registry, "promote", promote)
+    tasks.train_uplift_model(job.pk, campaign.pk)  # the redelivered message
+
+    version = ModelVersion.objects.get(key=incrementality.uplift_key(campaign.pk))
+    assert version.status == ModelVersion.Status.CHAMPION
+    assert version.metrics["targeting"]["scored"] == 600  # the persuadable customers were chosen on the retry
+    job.refresh_from_db()
+    assert job.status == Job.Status.SUCCEEDED and job.attempts == 2
+    assert job.result["version"] == version.pk and job.result["learner"] == version.metrics["learner"]
