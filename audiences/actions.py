@@ -8,7 +8,7 @@ from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
 
 from accounts import audit
-from ml.models import Job, enqueue
+from ml.models import Job, enqueue, send_on_commit
 
 from . import imports
 from .models import DataImport, PersonaSettings
@@ -76,7 +76,7 @@ def queue_persona_build(*, full: bool, by) -> Job:
     from .tasks import build_personas
 
     job = persona_job(full=full, by=by)
-    transaction.on_commit(lambda: build_personas.apply_async(kwargs={"job_id": job.pk, "full": full}))
+    send_on_commit(job, lambda: build_personas.apply_async(kwargs={"job_id": job.pk, "full": full}))
     return job
 
 

@@ -7,6 +7,7 @@ or retry is visible to the operator.
 
 from __future__ import annotations
 
+import logging
 import traceback
 from contextlib import contextmanager
 
@@ -14,6 +15,8 @@ from django.conf import settings
 from django.db import models, transaction
 from django.db.models import F, Q
 from django.utils import timezone
+
+logger = logging.getLogger(__name__)
 
 
 class JobQuerySet(models.QuerySet):
@@ -73,7 +76,28 @@ class Job(models.Model):
 
 def enqueue(task, job: Job, *args, **kwargs) -> None:
     """Send the task once the transaction that created the job commits, so the worker finds the row."""
-    transaction.on_commit(lambda: task.apply_async(args=(job.pk, *args), kwargs=kwargs))
+    send_on_commit(job, lambda: task.apply_async(args=(job.pk, *args), kwargs=kwargs))
+
+
+def send_on_commit(job: Job, send) -> None:
+    """Call send() after commit; when the broker cannot be reached the job fails with that reason, the page still answers.
+
+    The job row is committed already, so an unreachable broker (Redis down) would otherwise leave a job
+    "queued" forever and turn the operator's click into a server error.
+    """
+
+    def sending() -> None:
+        from kombu.exceptions import OperationalError
+
+        try:
+            send()
+        except (OperationalError, ConnectionError, OSError) as exc:
+            logger.warning("could not queue job %s: %s", job.pk, exc)
+            Job.objects.filter(pk=job.pk, status=Job.Status.QUEUED).update(
+                status=Job.Status.FAILED, finished_at=timezone.now(), error=f"{type(exc).__name__}: {exc}"[:2000],
+                message="The job queue could not be reached, so nothing ran; start the job again once it is back.")
+
+    transaction.on_commit(sending)
 
 
 MAX_ATTEMPTS = 3

@@ -393,10 +393,10 @@ def model_detail(request, pk: int):
 def build_recommendations(request):
     """Queue the recommender build; the task lives in audiences, which ml must not import, so it is sent by name."""
     from celery import current_app
-    from django.db import transaction
+    from .models import send_on_commit
 
     job = Job.objects.create(kind="recommendations", title="Recommendations", created_by=request.user)
-    transaction.on_commit(lambda: current_app.send_task("audiences.build_recommendations", args=[job.pk]))
+    send_on_commit(job, lambda: current_app.send_task("audiences.build_recommendations", args=[job.pk]))
     messages.info(request, "Recommendations build queued; its progress is below.")
     return redirect("jobs:detail", pk=job.pk)
 
