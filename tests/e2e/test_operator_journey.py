@@ -375,6 +375,7 @@ def test_an_operator_goes_from_a_csv_to_a_live_campaign_its_model_roi_and_a_budg
     lift = page.locator("#lift tbody tr", has_text="Premium upsell")
     expect(lift.locator("td").nth(2)).not_to_contain_text("no control decisions")
     expect(lift.locator("td").last).to_have_text(re.compile(r"^-?[\d,]+\u00a0%"))
+    assert page.evaluate("document.documentElement.scrollWidth <= document.documentElement.clientWidth")  # no sideways scroll
     step.done("roi")
 
     # 8. A budget scenario from the marketing history: upload, fit (worker), allocate.
