@@ -313,8 +313,7 @@ def test_an_operator_goes_from_a_csv_to_a_live_campaign_its_model_roi_and_a_budg
         if sim.poll() is None:
             sim.kill()
     last_decision = Decision.objects.order_by("-created_at").values_list("created_at", flat=True).first()
-    page.reload()
-    expect(kpi(page, "Decisions, last 24 h")).to_have_text(f"{DECISIONS:,}")
+    expect(kpi(page, "Decisions, last 24 h")).to_have_text(f"{DECISIONS:,}", timeout=30_000)  # refreshed with the table
     served = ServedAd.objects.count()
     expect(kpi(page, "Served an ad")).to_have_text(f"{served:,}")
     page.locator("#reason").select_option("targeted")

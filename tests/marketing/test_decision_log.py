@@ -58,6 +58,7 @@ def test_filters_narrow_the_log_and_htmx_gets_the_table_only(client_for, ann, lo
     assert c.get(URL, {"placement": "push"}).context["rows"] == []
     partial = c.get(URL, {"placement": "push"}, HTTP_HX_REQUEST="true").content.decode()
     assert "No decision matches these filters." in partial and "<html" not in partial
+    assert '<div class="row g-3 mb-4" id="decision-kpis" hx-swap-oob="true">' in partial  # the figures follow the table
 
 
 def test_an_empty_log_says_where_decisions_come_from(client_for, ann, db):
