@@ -6,8 +6,8 @@ app_name = "team"
 urlpatterns = [
     path("", views.team, name="overview"),
     path("users/new/", views.user_new, name="user_new"),
-    path("users/<int:pk>/", views.user_edit, name="user_edit"),
+    path("users/<id:pk>/", views.user_edit, name="user_edit"),
     path("clients/new/", views.client_new, name="client_new"),
-    path("clients/<int:pk>/revoke/", views.client_revoke, name="client_revoke"),
+    path("clients/<id:pk>/revoke/", views.client_revoke, name="client_revoke"),
     path("audit/", views.audit_log, name="audit"),
 ]

@@ -326,6 +326,8 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
 }
 SPECTACULAR_SETTINGS = {
+    # config.converters.IdConverter: ids in paths are integers of at most 18 digits.
+    "PATH_CONVERTER_OVERRIDES": {"id": {"type": "integer", "minimum": 0, "maximum": 999_999_999_999_999_999}},
     "TITLE": "Encore API",
     "DESCRIPTION": (
         "Customers, catalogue, activities, audiences, decisions, events, delivery lists and jobs. "

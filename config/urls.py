@@ -1,6 +1,12 @@
+# ruff: noqa: E402  (the id converter is registered before the apps' URL modules that use it are imported)
+from django.urls import include, path, re_path, register_converter
+
+from config.converters import IdConverter
+
+register_converter(IdConverter, "id")
+
 from django.contrib import admin
 from django.contrib.auth import views as auth_views
-from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from accounts import views as account_views

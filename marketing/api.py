@@ -103,6 +103,7 @@ def dynamic_item(customer_id: int, ad) -> dict:
 
 
 MAX_EVENTS = 10_000
+MAX_ID = 2**63 - 1  # ids are 64-bit: a larger number cannot be looked up (SQLite raises on it)
 
 
 class EventIn(serializers.Serializer):
@@ -110,7 +111,7 @@ class EventIn(serializers.Serializer):
     type = serializers.ChoiceField(choices=Event.Type.choices)
     customer = serializers.CharField(max_length=64)
     decision = serializers.UUIDField(required=False, allow_null=True)
-    ad = serializers.IntegerField(required=False, allow_null=True, min_value=1)
+    ad = serializers.IntegerField(required=False, allow_null=True, min_value=1, max_value=MAX_ID)
     value = serializers.DecimalField(max_digits=12, decimal_places=2, required=False, default=0, min_value=0)
     occurred_at = serializers.DateTimeField()
 
@@ -219,7 +220,7 @@ MAX_SPEND = 10_000
 class SpendIn(serializers.Serializer):
     day = serializers.DateField(help_text="The day the money was spent (YYYY-MM-DD)")
     channel = serializers.CharField(max_length=80, required=False, help_text="The channel's id or name")
-    campaign = serializers.IntegerField(required=False, min_value=1, help_text="The campaign's id")
+    campaign = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID, help_text="The campaign's id")
     amount = serializers.DecimalField(max_digits=14, decimal_places=2, min_value=0)
 
     def validate_day(self, value):
@@ -297,10 +298,10 @@ class DeliveryListQuery(serializers.Serializer):
     list = serializers.RegexField(LIST_KEY, required=False, help_text=(
         "The list's name, e.g. 2026-11-23-evening (default: today's date). Fetching a batch of the same list "
         "again replays it: caps are reserved once per batch."), error_messages={"invalid": "letters, digits and . _ : - only"})
-    after = serializers.IntegerField(required=False, default=0, min_value=0, help_text="Resume after this cursor (a row's `cursor`)")
+    after = serializers.IntegerField(required=False, default=0, min_value=0, max_value=MAX_ID, help_text="Resume after this cursor (a row's `cursor`)")
     size = serializers.IntegerField(required=False, default=10_000, min_value=1, max_value=delivery_lists.MAX_BATCH,
                                     help_text="Customers per batch")
-    batches = serializers.IntegerField(required=False, min_value=1, help_text="Stop after this many batches (default: the whole list)")
+    batches = serializers.IntegerField(required=False, min_value=1, max_value=1_000_000, help_text="Stop after this many batches (default: the whole list)")
     format = serializers.ChoiceField(choices=["csv", "ndjson"], required=False, default="csv")
 
 

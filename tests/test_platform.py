@@ -58,7 +58,7 @@ def test_redis_and_postgres_are_chosen_by_environment_alone():
         SETUP + "from django.conf import settings as s; print(s.DATABASES['default']['ENGINE'], s.CACHES['default']['BACKEND'], s.CELERY_BROKER_URL)",
         DEBUG="true", DATABASE_URL="postgres://u@db:5432/encore", REDIS_URL="redis://cache:6379/1", CELERY_BROKER_URL="redis://cache:6379/0",
     )
-    assert result.stdout.split() == ["django.db.backends.postgresql", "django.core.cache.backends.redis.RedisCache", "redis://cache:6379/0"]
+    assert result.stdout.split() == ["django.db.backends.postgresql", "config.cache.TolerantRedisCache", "redis://cache:6379/0"]
 
 
 def test_postgres_connections_get_the_configured_work_mem_and_openmp_threads_wait_passively():
@@ -67,3 +67,10 @@ def test_postgres_connections_get_the_configured_work_mem_and_openmp_threads_wai
         DEBUG="true", DATABASE_URL="postgres://u@db:5432/encore", DATABASE_WORK_MEM="128MB",
     )
     assert result.stdout.split() == ["-c", "work_mem=128MB", "PASSIVE"], result.stderr
+
+
+@pytest.mark.parametrize("url", ["/customers/123456789012345678901234567890/", "/campaigns/99999999999999999999/",
+                                 "/api/v1/jobs/99999999999999999999"])
+def test_an_id_past_64_bits_in_a_url_is_not_found(client, alice, url):
+    client.force_login(alice)
+    assert client.get(url).status_code == 404

@@ -73,3 +73,13 @@ def test_a_campaigns_external_spend_counts_toward_its_budget(client, paid):
     assert spend.budget_blocks([paid["campaign"]], now) == {}
     post(client, [{"day": timezone.localdate().isoformat(), "campaign": paid["campaign"].pk, "amount": "100"}], key("spend:write"))
     assert "total budget spent (100.00 of 100.00)" in spend.budget_blocks([paid["campaign"]], now)[paid["campaign"].pk]
+
+
+def test_an_id_past_64_bits_is_a_bad_item_not_a_server_error(client, paid):
+    auth = key("spend:write")
+    today = timezone.localdate().isoformat()
+    response = post(client, [{"day": today, "campaign": 2**100, "amount": "5"},
+                             {"day": today, "channel": "Paid social", "amount": "7"}], auth)
+    body = response.json()
+    assert response.status_code == 200 and body["accepted"] == 1
+    assert [(r["index"], r["field"]) for r in body["rejected"]] == [(0, "campaign")]

@@ -7,7 +7,7 @@ from ml.models import Job, send_on_commit
 
 
 def unreachable_broker() -> Celery:
-    app = Celery("down", broker="redis://127.0.0.1:1/0")  # nothing listens on port 1
+    app = Celery("down", broker="redis://127.0.0.1:1/0", set_as_current=False)  # nothing listens on port 1
     app.conf.broker_connection_retry = False
     app.conf.broker_connection_timeout = 0.5
     app.conf.task_publish_retry = False
