@@ -55,6 +55,8 @@ class PlatformForm(StyledForm, forms.Form):
     outcome = forms.ChoiceField(label="Outcome", choices=PLATFORM_OUTCOMES)
 
     def __init__(self, *args, **kwargs) -> None:
+        # The upload form on the same page has an `outcome` too: distinct ids keep each label on its own input.
+        kwargs.setdefault("auto_id", "id_platform_%s")
         super().__init__(*args, **kwargs)
         today = timezone.localdate()
         self.fields["start"].initial = today - timedelta(weeks=52)

@@ -437,3 +437,13 @@ def test_a_count_outcome_reads_as_costs_per_outcome(client_for, mark):
     assert result["spent"] / result["response_after"] <= 8 + 1e-9  # the CPA target holds
     page = client_for(mark).get(response["Location"]).content.decode()
     assert "CPA at most 8.00" in page and "Media CPA" in page
+
+
+def test_the_overview_page_has_no_duplicate_element_ids(client, mark):
+    import re
+    from collections import Counter
+
+    client.force_login(mark)
+    html = client.get(reverse("budget:overview")).content.decode()
+    repeated = [i for i, n in Counter(re.findall(r'\sid="([^"]+)"', html)).items() if n > 1]
+    assert repeated == []
