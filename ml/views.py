@@ -49,10 +49,32 @@ def job_list(request):
 @viewer_required
 def job_detail(request, pk: int):
     job = get_object_or_404(Job.objects.select_related("created_by"), pk=pk)
-    context = {"job": job, "result": {k: v for k, v in job.result.items() if k != "traceback"}}
+    context = {"job": job, "result": describe_result(job.result)}
     if request.htmx:
         return render(request, "ml/job_detail.html#card", context)
     return render(request, "ml/job_detail.html", context)
+
+
+def describe_result(result: dict) -> list[tuple[str, str]]:
+    """A job's result as (label, text) lines an operator reads: "Segments: loyal 34 · casual 2", not a Python dict."""
+
+    def text(value, depth: int = 0) -> str:
+        if isinstance(value, bool) or value is None:
+            return {True: "yes", False: "no", None: "—"}[value]
+        if isinstance(value, int):
+            return f"{value:,}"
+        if isinstance(value, float):
+            return f"{value:,.3f}" if abs(value) < 1000 else f"{value:,.0f}"
+        if isinstance(value, dict):
+            if depth:
+                return "…"
+            return " · ".join(f"{k.replace('_', ' ')} {text(v, depth + 1)}" for k, v in value.items()) or "—"
+        if isinstance(value, (list, tuple)):
+            shown = ", ".join(text(v, depth + 1) for v in value[:10])
+            return shown + (f" and {len(value) - 10:,} more" if len(value) > 10 else "") if value else "—"
+        return str(value)
+
+    return [(key.replace("_", " ").capitalize(), text(value)) for key, value in result.items() if key != "traceback"]
 
 
 # Known metrics, in the order they are shown: (key in ModelVersion.metrics, label, decimals).

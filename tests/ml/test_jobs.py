@@ -96,3 +96,14 @@ def test_jobs_whose_worker_vanished_are_reaped(db):
     assert Job.objects.get(pk=lost.pk).status == "failed" and "worker running this job stopped" in Job.objects.get(pk=lost.pk).error
     assert Job.objects.get(pk=fresh.pk).status == "running"
     assert "No worker picked this job up" in Job.objects.get(pk=orphan.pk).error
+
+
+def test_a_jobs_result_reads_as_text_not_as_python(client, ann):
+    job = Job.objects.create(kind="personas", title="Personas", status=Job.Status.SUCCEEDED, result={
+        "segments": {"loyal": 34, "casual": 2}, "r2_holdout": 0.87654, "rows": 12345, "promoted": True,
+        "ads": [1, 2, 3], "traceback": "Traceback (most recent call last)"})
+    client.force_login(ann)
+    html = client.get(reverse("jobs:detail", kwargs={"pk": job.pk})).content.decode()
+    assert "<dt class=\"col-sm-3\">Segments</dt><dd class=\"col-sm-9\">loyal 34 · casual 2</dd>" in html
+    assert ">R2 holdout</dt><dd class=\"col-sm-9\">0.877<" in html and ">12,345<" in html and ">yes<" in html
+    assert ">1, 2, 3<" in html and "most recent call" not in html and "{&#x27;" not in html
