@@ -42,10 +42,13 @@ def _held_role(user) -> str | None:
 
 @transaction.atomic
 def reset_admin(user, *, password: str, remove_devices: bool = False) -> int:
-    """`manage.py ensure_admin --reset`: a new password, active, Admin; with remove_devices, no second factor either.
+    """`manage.py ensure_admin --reset`: a new password, active, Admin, not locked out; with remove_devices, no second factor either.
 
     Returns how many one-time-password devices were removed.
     """
+    from axes.utils import reset as forget_failed_sign_ins
+
+    forget_failed_sign_ins(username=user.username)  # a locked-out admin who resets the password can sign in at once
     user.set_password(password)
     user.is_active = True
     user.save()

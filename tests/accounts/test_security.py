@@ -246,3 +246,14 @@ def test_ensure_admin_reset_can_remove_the_authenticator(alice_device, client):
 def test_ensure_admin_reset_keeps_the_authenticator_unless_asked(alice_device):
     call_command("ensure_admin", "--username", "alice", "--reset", stdout=StringIO())
     assert TOTPDevice.objects.filter(user=alice_device.user, confirmed=True).exists()
+
+
+def test_ensure_admin_reset_lifts_a_lockout(client, alice):
+    for _ in range(5):
+        sign_in(client, "alice", "nope")
+    assert sign_in(client, "alice").status_code == 429
+    out = StringIO()
+    call_command("ensure_admin", "--username", "alice", "--reset", stdout=out)
+    password = out.getvalue().strip().splitlines()[-1].split(" / ")[1]
+    assert not AccessAttempt.objects.filter(username="alice").exists()
+    assert sign_in(client, "alice", password)["Location"] == reverse("dashboard")
