@@ -104,6 +104,28 @@ def confirm_second_factor(device, token: str, *, by) -> str | None:
     return None
 
 
+def is_locked_out(user) -> bool:
+    """Whether failed sign-ins lock this username out now (from any address)."""
+    from axes.models import AccessAttempt
+    from django.conf import settings
+    from django.utils import timezone
+
+    recent = timezone.now() - settings.AXES_COOLOFF_TIME
+    return AccessAttempt.objects.filter(username=user.username, failures_since_start__gte=settings.AXES_FAILURE_LIMIT,
+                                        attempt_time__gte=recent).exists()
+
+
+@transaction.atomic
+def unlock_sign_in(user, *, by) -> int:
+    """Forget the user's failed sign-ins, lifting a lockout before its cool-off; returns how many records went."""
+    from axes.utils import reset as forget_failed_sign_ins
+
+    removed = forget_failed_sign_ins(username=user.username)
+    if removed:
+        audit.record("user.unlock", user, by=by, note=f"{removed} failed sign-in record(s) forgotten")
+    return removed
+
+
 @transaction.atomic
 def remove_second_factor(user, *, by) -> int:
     """Remove every one-time-password device of the user; sign-in asks for the password only again."""

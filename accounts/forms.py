@@ -65,8 +65,13 @@ class EditUserForm(StyledForm, forms.Form):
     role = forms.ChoiceField(choices=ROLE_CHOICES, widget=forms.RadioSelect)
     is_active = forms.BooleanField(required=False, label="Active (can log in)")
 
-    def __init__(self, *args, two_factor: bool = False, **kwargs):
+    def __init__(self, *args, two_factor: bool = False, locked: bool = False, **kwargs):
         super().__init__(*args, **kwargs)
+        if locked:  # only offered while failed sign-ins lock the account
+            self.fields["unlock"] = forms.BooleanField(
+                required=False, label="Lift the sign-in lock now",
+                help_text="Too many failed sign-ins locked this account; otherwise it opens again after the cool-off.",
+                widget=forms.CheckboxInput(attrs={"class": "form-check-input"}))
         if two_factor:  # only offered when the user has an authenticator: a lost phone
             self.fields["remove_two_factor"] = forms.BooleanField(
                 required=False, label="Remove two-factor sign-in (a lost phone)",

@@ -63,10 +63,12 @@ def user_edit(request, pk: int):
     user = get_object_or_404(get_user_model(), pk=pk)
     has_codes = TOTPDevice.objects.filter(user=user, confirmed=True).exists()
     form = EditUserForm(request.POST or None, initial={"role": group_role(user), "is_active": user.is_active},
-                        two_factor=has_codes)
+                        two_factor=has_codes, locked=actions.is_locked_out(user))
     if request.method == "POST" and form.is_valid():
         data = dict(form.cleaned_data)
         remove_codes = data.pop("remove_two_factor", False)
+        if data.pop("unlock", False):
+            actions.unlock_sign_in(user, by=request.user)
         try:
             actions.change_user(user, **data, by=request.user)
         except ValueError as exc:

@@ -257,3 +257,19 @@ def test_ensure_admin_reset_lifts_a_lockout(client, alice):
     password = out.getvalue().strip().splitlines()[-1].split(" / ")[1]
     assert not AccessAttempt.objects.filter(username="alice").exists()
     assert sign_in(client, "alice", password)["Location"] == reverse("dashboard")
+
+
+def test_an_admin_lifts_a_users_lockout_from_the_edit_page(client, mark, alice):
+    for _ in range(5):
+        sign_in(client, "mark", "nope")
+    assert sign_in(client, "mark").status_code == 429
+    admin = client.__class__()
+    admin.force_login(alice)
+    url = reverse("team:user_edit", kwargs={"pk": mark.pk})
+    assert "Lift the sign-in lock now" in admin.get(url).content.decode()
+    response = admin.post(url, {"role": "Marketer", "is_active": "on", "unlock": "on"})
+    assert response.status_code == 302
+    assert sign_in(client, "mark")["Location"] == reverse("dashboard")
+    entry = AuditEntry.objects.get(action="user.unlock")
+    assert entry.actor == "alice" and entry.object_id == str(mark.pk)
+    assert "Lift the sign-in lock now" not in admin.get(url).content.decode()  # offered only while locked
