@@ -6,17 +6,20 @@ from django.urls import reverse
 from ml.models import Job, send_on_commit
 
 
-def unreachable_broker() -> Celery:
+def unreachable_broker(monkeypatch) -> Celery:
+    # Celery prefers CELERY_BROKER_URL from the environment (CI sets it) over the broker named here.
+    monkeypatch.delenv("CELERY_BROKER_URL", raising=False)
     app = Celery("down", broker="redis://127.0.0.1:1/0", set_as_current=False)  # nothing listens on port 1
+    app.conf.broker_url = "redis://127.0.0.1:1/0"
     app.conf.broker_connection_retry = False
     app.conf.broker_connection_timeout = 0.5
     app.conf.task_publish_retry = False
     return app
 
 
-def test_a_job_that_cannot_be_sent_fails_and_says_why(db, django_capture_on_commit_callbacks):
+def test_a_job_that_cannot_be_sent_fails_and_says_why(db, django_capture_on_commit_callbacks, monkeypatch):
     job = Job.objects.create(kind="recommendations", title="Recommendations")
-    broker = unreachable_broker()
+    broker = unreachable_broker(monkeypatch)
     with django_capture_on_commit_callbacks(execute=True):
         send_on_commit(job, lambda: broker.send_task("audiences.build_recommendations", args=[job.pk]))
     job.refresh_from_db()
@@ -37,7 +40,7 @@ def test_a_job_that_was_sent_stays_queued(db, django_capture_on_commit_callbacks
 def test_the_models_page_button_still_answers_when_the_broker_is_down(client, mark, settings, django_capture_on_commit_callbacks, monkeypatch):
     from celery import current_app
 
-    broker = unreachable_broker()
+    broker = unreachable_broker(monkeypatch)
     monkeypatch.setattr(current_app, "send_task", broker.send_task)  # the product's app, pointed at a dead broker
     client.force_login(mark)
     with django_capture_on_commit_callbacks(execute=True):
