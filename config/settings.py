@@ -72,6 +72,10 @@ def envlist(name: str, default: list[str]) -> list[str]:
 
 VAR_DIR = Path(env("ENCORE_VAR_DIR", str(BASE_DIR / "var"))).resolve()
 VAR_DIR.mkdir(parents=True, exist_ok=True)
+# librosa compiles numba kernels with cache=True. By default the cache lands in site-packages: read-only
+# in the Docker image ("no locator available"), and shared by every install's processes, where two
+# compiling at once left an index that no longer matched its files (a segfault in every later job).
+os.environ.setdefault("NUMBA_CACHE_DIR", str(VAR_DIR / "numba-cache"))
 
 DEBUG = envbool("DEBUG", False)
 

@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_python(code: str, **env) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "OMP_WAIT_POLICY"}}
+    base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "OMP_WAIT_POLICY", "NUMBA_CACHE_DIR"}}
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120)
 
 
@@ -74,3 +74,8 @@ def test_postgres_connections_get_the_configured_work_mem_and_openmp_threads_wai
 def test_an_id_past_64_bits_in_a_url_is_not_found(client, alice, url):
     client.force_login(alice)
     assert client.get(url).status_code == 404
+
+
+def test_numba_caches_its_kernels_under_the_var_folder(tmp_path):
+    result = run_python(SETUP + "print(os.environ['NUMBA_CACHE_DIR'])", DEBUG="true", ENCORE_VAR_DIR=str(tmp_path))
+    assert result.stdout.strip() == str(tmp_path.resolve() / "numba-cache"), result.stderr
