@@ -174,7 +174,7 @@ def build_uplift_model(campaign: Campaign, *, now: datetime | None = None, by=No
     now = now or timezone.now()
     report = progress or (lambda fraction, message: None)
     if job_id is not None:
-        earlier = ModelVersion.objects.filter(key=uplift_key(campaign.pk), trained_on__job=job_id).first()
+        earlier = ModelVersion.objects.registered_by_job(uplift_key(campaign.pk), job_id)
         if earlier is not None:
             return _finish_uplift(campaign, earlier, now, report)
     report(0.05, "Loading treated and control decisions")

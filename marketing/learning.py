@@ -121,7 +121,7 @@ def build_model(campaign: Campaign, *, now: datetime | None = None, by=None,
     now = now or timezone.now()
     report = progress or (lambda fraction, message: None)
     if job_id is not None:
-        earlier = ModelVersion.objects.filter(key=model_key(campaign.pk), trained_on__job=job_id).first()
+        earlier = ModelVersion.objects.registered_by_job(model_key(campaign.pk), job_id)
         if earlier is not None:
             return _finish_registered(earlier, report)
     report(0.02, "Loading logged decisions, outcomes and persona snapshots")

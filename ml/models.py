@@ -163,6 +163,10 @@ class ModelVersionQuerySet(models.QuerySet):
         """Trained and registered, waiting for the gate or an operator to promote them."""
         return self.filter(status=ModelVersion.Status.CANDIDATE)
 
+    def registered_by_job(self, key: str, job_id: int) -> "ModelVersion | None":
+        """The version of `key` a job registered (its trained_on names the job): a retried job finishes it, never a second."""
+        return self.filter(key=key, trained_on__job=job_id).first()
+
 
 class ModelVersion(models.Model):
     """One trained model for one subject, with its metrics and where its artefact lies.
