@@ -10,6 +10,7 @@ from django.http import HttpResponse, JsonResponse
 log = logging.getLogger(__name__)
 
 RETRY_AFTER_SECONDS = 5
+SCHEMA_ERRORS = ("no such table", "no such column", "near ")
 
 
 class DatabaseUnavailableMiddleware:
@@ -28,6 +29,8 @@ class DatabaseUnavailableMiddleware:
 
     def process_exception(self, request, exception):
         if not isinstance(exception, (OperationalError, InterfaceError)):
+            return None
+        if str(exception).startswith(SCHEMA_ERRORS):  # SQLite says this of a missing migration: a bug, not an outage
             return None
         log.warning("database unavailable for %s %s: %s", request.method, request.path, str(exception).strip()[:200])
         detail = "The database is unavailable for a moment; try again shortly."

@@ -32,6 +32,11 @@ def test_other_errors_are_left_to_django():
     assert middleware().process_exception(RequestFactory().get("/"), ValueError("bug")) is None
 
 
+def test_a_missing_table_is_a_bug_not_an_outage():
+    # SQLite raises OperationalError for schema errors too; they must stay 500s that someone sees.
+    assert middleware().process_exception(RequestFactory().get("/"), OperationalError("no such table: marketing_ad")) is None
+
+
 @pytest.mark.django_db
 def test_the_api_answers_503_when_its_query_fails(client):
     with mock.patch("django.db.backends.utils.CursorWrapper.execute",
