@@ -189,7 +189,12 @@ def _database() -> dict:
         work_mem = env("DATABASE_WORK_MEM", "64MB")
         if not re.fullmatch(r"\d+(kB|MB|GB)", work_mem):
             raise ImproperlyConfigured(f"DATABASE_WORK_MEM={work_mem!r}: use a size such as 64MB.")
-        config.setdefault("OPTIONS", {})["options"] = f"-c work_mem={work_mem}"
+        # Parallel workers per query: PostgreSQL's default (2) plus the leader is three processes per
+        # query, which on a 2-core host fight for the cores, and in an audience count each worker redoes
+        # the behaviour window's aggregate (1M customers: 1.19 s with 2 workers, 0.79 s with 1).
+        # Default: half this host's cores — set it to suit the database host when that is another machine.
+        workers = envint("DATABASE_PARALLEL_WORKERS", max(1, (os.cpu_count() or 2) // 2), minimum=0)
+        config.setdefault("OPTIONS", {})["options"] = f"-c work_mem={work_mem} -c max_parallel_workers_per_gather={workers}"
     else:
         raise ImproperlyConfigured(f"DATABASE_URL must name PostgreSQL or SQLite, not {engine}.")
     return config

@@ -11,7 +11,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def run_python(code: str, **env) -> subprocess.CompletedProcess:
-    base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "OMP_WAIT_POLICY", "NUMBA_CACHE_DIR"}}
+    base = {k: v for k, v in os.environ.items() if k not in {"DEBUG", "SECRET_KEY", "ALLOWED_HOSTS", "DATABASE_URL", "OMP_WAIT_POLICY", "NUMBA_CACHE_DIR",
+                                                      "DATABASE_WORK_MEM", "DATABASE_PARALLEL_WORKERS"}}
     return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**base, **env}, capture_output=True, text=True, timeout=120)
 
 
@@ -46,6 +47,8 @@ def test_check_deploy_is_clean_with_production_settings():
     ({"DEBUG": "true", "REDIS_URL": "localhost:6379"}, "REDIS_URL='localhost:6379' must start with redis://"),
     ({"DEBUG": "true", "DB_CONN_MAX_AGE": "-1"}, "DB_CONN_MAX_AGE=-1 must be at least 0"),
     ({"DEBUG": "true", "DATABASE_URL": "postgres://u@db/encore", "DATABASE_WORK_MEM": "lots"}, "DATABASE_WORK_MEM='lots'"),
+    ({"DEBUG": "true", "DATABASE_URL": "postgres://u@db/encore", "DATABASE_PARALLEL_WORKERS": "-1"},
+     "DATABASE_PARALLEL_WORKERS=-1 must be at least 0"),
 ])
 def test_bad_settings_stop_start_up_with_a_message_naming_the_variable(env, message):
     result = run_python(SETUP, **env)
@@ -64,9 +67,18 @@ def test_redis_and_postgres_are_chosen_by_environment_alone():
 def test_postgres_connections_get_the_configured_work_mem_and_openmp_threads_wait_passively():
     result = run_python(
         SETUP + "import os; from django.conf import settings as s; print(s.DATABASES['default']['OPTIONS']['options'], os.environ['OMP_WAIT_POLICY'])",
-        DEBUG="true", DATABASE_URL="postgres://u@db:5432/encore", DATABASE_WORK_MEM="128MB",
+        DEBUG="true", DATABASE_URL="postgres://u@db:5432/encore", DATABASE_WORK_MEM="128MB", DATABASE_PARALLEL_WORKERS="3",
     )
-    assert result.stdout.split() == ["-c", "work_mem=128MB", "PASSIVE"], result.stderr
+    assert result.stdout.split() == ["-c", "work_mem=128MB", "-c", "max_parallel_workers_per_gather=3", "PASSIVE"], result.stderr
+
+
+def test_parallel_query_workers_default_to_half_the_hosts_cores():
+    result = run_python(
+        SETUP + "import os; from django.conf import settings as s; print(s.DATABASES['default']['OPTIONS']['options'], os.cpu_count())",
+        DEBUG="true", DATABASE_URL="postgres://u@db:5432/encore",
+    )
+    *options, cores = result.stdout.split()
+    assert options[-1] == f"max_parallel_workers_per_gather={max(1, int(cores) // 2)}", result.stderr
 
 
 @pytest.mark.parametrize("url", ["/customers/123456789012345678901234567890/", "/campaigns/99999999999999999999/",
