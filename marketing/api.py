@@ -21,7 +21,7 @@ from accounts.permissions import ScopedAccess
 from audiences.analytics import csv_writer, spreadsheet_safe
 from audiences.models import Customer
 
-from . import delivery_lists, setup
+from . import delivery_lists, rows, setup
 from .decisions import decide
 from .models import Ad, Campaign, Decision, Event, Placement
 
@@ -32,7 +32,7 @@ class DecisionRequest(serializers.Serializer):
     context = serializers.DictField(required=False, default=dict, help_text="Anything about the request (device, screen …)")
 
     def validate_customer(self, value: str) -> Customer:
-        customer = Customer.objects.select_related("persona").filter(external_id=value).first()  # its segment ranks ads
+        customer = rows.customer_with_persona(value)  # with its persona: its segment and features rank the ads
         if customer is None:
             raise serializers.ValidationError(f"no customer with external id {value!r}")
         return customer

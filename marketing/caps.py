@@ -191,19 +191,20 @@ def _lock_customer(customer_id: int) -> None:
 @transaction.atomic(savepoint=False)  # part of the decision's transaction; its own savepoint would cost two round trips
 def serve(customer_id: int, placement: Placement, ranked: Sequence[Ad], *, slots: int | None = None,
           now: datetime | None = None, decision: uuid.UUID | None = None,
-          known_caps: Sequence[FrequencyCap] | None = None) -> Served:
+          known_caps: Sequence[FrequencyCap] | None = None, record: bool = True) -> Served:
     """Serve the best-ranked ads the caps allow and record them, exactly, however many requests race.
 
-    `known_caps`: the caps of the placement's set-up (setup.py), instead of a query.
+    `known_caps`: the caps of the placement's set-up (setup.py), instead of a query. `record=False`
+    returns the served ads unsaved, for a caller that writes them later in the same transaction
+    (decisions.record, while the customer's lock is still held).
     """
     now = now or timezone.now()
     _lock_customer(customer_id)
     caps = caps_for(placement, ranked) if known_caps is None else bearing(known_caps, placement, ranked)
     taken, blocked, eligible = choose(ranked, placement, caps, history(customer_id, caps, now), now, slots or placement.slots)
     decision = decision or uuid.uuid4()
-    served = ServedAd.objects.bulk_create([
-        ServedAd(decision=decision, customer_id=customer_id, ad=ad, campaign_id=ad.campaign_id, placement=placement,
-                 channel_id=placement.channel_id, served_at=now)
-        for ad in taken
-    ])
+    served = [ServedAd(decision=decision, customer_id=customer_id, ad=ad, campaign_id=ad.campaign_id, placement=placement,
+                       channel_id=placement.channel_id, served_at=now) for ad in taken]
+    if record:
+        served = ServedAd.objects.bulk_create(served)
     return Served(served, blocked, eligible, decision)

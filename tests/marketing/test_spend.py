@@ -10,7 +10,7 @@ from accounts.models import ApiClient
 from audiences.models import Customer
 from marketing import spend
 from marketing.decisions import decide
-from marketing.models import Ad, Campaign, CampaignSpend, Channel, Placement
+from marketing.models import Ad, Campaign, CampaignSpend, Channel, Decision, Placement, ServedAd
 
 MORNING = timezone.localtime().replace(hour=6, minute=0, second=0, microsecond=0)
 
@@ -39,6 +39,25 @@ def test_each_send_costs_its_unit_and_the_total_budget_stops_delivery(push):
     assert served == [True, True, True, False, False] and spent(push["campaign"]) == 3
     assert decide(customers(1)[0], push["placement"], now=MORNING)[0].reason == "none"
 
+
+
+def test_one_decision_serving_several_ads_accrues_each_campaign_and_day(push):
+    """Two slots, two campaigns: each campaign's day row gets its own sends (one write on PostgreSQL)."""
+    Placement.objects.filter(pk=push["placement"].pk).update(slots=3)
+    other = Campaign.objects.create(name="Win-back", status=Campaign.Status.LIVE)
+    for campaign, name in ((push["campaign"], "Second upsell"), (other, "Come back")):
+        Ad.objects.create(campaign=campaign, name=name).placements.add(push["placement"])
+    placement = Placement.objects.get(pk=push["placement"].pk)
+    first, second = customers(2)
+    decision, ads = decide(first, placement, now=MORNING)  # no spend rows yet: the first serve of the day makes them
+    assert len(ads) == 3 and spent(push["campaign"]) == 2 and spent(other) == 1
+    decide(second, placement, now=MORNING)  # the rows exist now: updated in place
+    decide(first, placement, now=MORNING + timedelta(days=1))  # a new day: new rows
+    assert spent(push["campaign"]) == 6 and spent(other) == 3
+    assert CampaignSpend.objects.filter(campaign=push["campaign"]).count() == 2
+    assert CampaignSpend.objects.get(campaign=other, day=timezone.localdate(MORNING)).amount == 2
+    assert decision.chosen == [a.pk for a in ads] and Decision.objects.get(pk=decision.pk).chosen == decision.chosen
+    assert ServedAd.objects.filter(decision=decision.pk).count() == 3
 
 def test_pacing_spreads_the_daily_budget_over_the_day(push):
     Campaign.objects.filter(pk=push["campaign"].pk).update(daily_budget=24)
