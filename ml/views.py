@@ -8,6 +8,7 @@ from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, Q
 from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
@@ -55,8 +56,13 @@ def job_detail(request, pk: int):
     return render(request, "ml/job_detail.html", context)
 
 
-def describe_result(result: dict) -> list[tuple[str, str]]:
-    """A job's result as (label, text) lines an operator reads: "Segments: loyal 34 · casual 2", not a Python dict."""
+# Result keys whose value is a ModelVersion's id (or {"id": …}): shown as the model they name, linked.
+MODEL_REFERENCES = ("version", "hit_model", "tagger")
+
+
+def describe_result(result: dict) -> list[tuple[str, str, str]]:
+    """A job's result as (label, text, link) lines an operator reads: "Segments: loyal 34 · casual 2", not a
+    Python dict; a model the job registered reads "campaign:3 v2 (XGBoost)" and links to its page, not "57"."""
 
     def text(value, depth: int = 0) -> str:
         if isinstance(value, bool) or value is None:
@@ -74,7 +80,29 @@ def describe_result(result: dict) -> list[tuple[str, str]]:
             return shown + (f" and {len(value) - 10:,} more" if len(value) > 10 else "") if value else "—"
         return str(value)
 
-    return [(key.replace("_", " ").capitalize(), text(value)) for key, value in result.items() if key != "traceback"]
+    def model_id(key: str, value) -> int | None:
+        if key not in MODEL_REFERENCES:
+            return None
+        if isinstance(value, dict):
+            value = value.get("id")
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+    ids = {found for key, value in result.items() if (found := model_id(key, value)) is not None}
+    models = ModelVersion.objects.in_bulk(ids) if ids else {}
+    lines = []
+    for key, value in result.items():
+        if key == "traceback":
+            continue
+        label, found = key.replace("_", " ").capitalize(), model_id(key, value)
+        if found is None:
+            lines.append((label, text(value), ""))
+        elif found in models:
+            version = models[found]
+            lines.append((label, f"{version.key} v{version.version} ({version.get_kind_display()})",
+                          reverse("models:detail", args=[found])))
+        else:
+            lines.append((label, f"model #{found}, no longer stored", ""))
+    return lines
 
 
 # Known metrics, in the order they are shown: (key in ModelVersion.metrics, label, decimals).

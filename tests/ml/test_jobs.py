@@ -3,7 +3,7 @@
 import pytest
 from django.urls import reverse
 
-from ml.models import Job, running
+from ml.models import Job, ModelVersion, running
 
 
 def test_running_marks_success_and_full_progress(db):
@@ -107,3 +107,16 @@ def test_a_jobs_result_reads_as_text_not_as_python(client, ann):
     assert "<dt class=\"col-sm-3\">Segments</dt><dd class=\"col-sm-9\">loyal 34 · casual 2</dd>" in html
     assert ">R2 holdout</dt><dd class=\"col-sm-9\">0.877<" in html and ">12,345<" in html and ">yes<" in html
     assert ">1, 2, 3<" in html and "most recent call" not in html and "{&#x27;" not in html
+
+
+def test_a_model_a_job_registered_reads_as_the_model_and_links_to_it(client, ann):
+    version = ModelVersion.objects.create(key="campaign:3", kind=ModelVersion.Kind.XGBOOST, version=2, artefact="x.json")
+    job = Job.objects.create(kind="campaign_model", title="Campaign model", status=Job.Status.SUCCEEDED, result={
+        "version": version.pk, "number": 2, "tagger": {"key": "audio:tagger", "version": 1, "id": version.pk + 1000},
+        "hit_model": None, "auc": 0.71})
+    client.force_login(ann)
+    html = client.get(reverse("jobs:detail", kwargs={"pk": job.pk})).content.decode()
+    link = reverse("models:detail", args=[version.pk])
+    assert f'>Version</dt><dd class="col-sm-9"><a href="{link}">campaign:3 v2 (XGBoost)</a></dd>' in html
+    assert f">Tagger</dt><dd class=\"col-sm-9\">model #{version.pk + 1000}, no longer stored</dd>" in html
+    assert '>Hit model</dt><dd class="col-sm-9">—</dd>' in html and ">0.710<" in html
