@@ -38,7 +38,7 @@ from audiences.models import Customer, Persona
 from ml import bandits
 
 from . import caps, control, learning, rows, setup, spend
-from .models import Ad, CampaignSpend, Decision, DeliveryPlan, Placement, PlanRule, ServedAd
+from .models import Ad, Decision, DeliveryPlan, Placement, PlanRule, ServedAd
 
 
 @dataclass
@@ -261,23 +261,21 @@ def decide(customer: Customer, placement: Placement, *, context: dict | None = N
         eligible=[a.pk for a in eligible], chosen=[a.pk for a in ads], reason=reason, propensity=chance,
         model_version=policy.model_version if ads else "", context=context,
     )
-    cost = spend.cost_of_serving(placement.channel)
-    costs: dict[int, Decimal] = {}  # per campaign (a unit cost set in Python may still be a float)
-    for ad in ads:
-        costs[ad.campaign_id] = costs.get(ad.campaign_id, 0) + cost
-    record(decision, served.ads, costs, now)
+    record(decision, served.ads, spend.cost_of_serving(placement.channel), now)
     return decision, ads
 
 
-def record(decision: Decision, served: list[ServedAd], costs: dict[int, Decimal], now: datetime) -> None:
-    """Write the served ads, the decision and the serving cost per campaign (under the customer's cap lock).
+def record(decision: Decision, served: list[ServedAd], cost: Decimal, now: datetime) -> None:
+    """Write the served ads, the decision and what serving them cost each campaign (under the customer's cap lock).
 
     On PostgreSQL one statement does all three (data-modifying CTEs; the ORM's three writes cost two
     more round trips and ~2 ms more per decision). The day's spend row is shared by every decision of
     the campaign, so it is updated last, and its row lock is held only until the commit that follows.
     A campaign's first serve of the day finds no row to update and makes it (spend.accrue).
     """
-    costs = {campaign_id: amount for campaign_id, amount in costs.items() if amount}
+    costs: dict[int, Decimal] = {}
+    for row in served if cost else ():
+        costs[row.campaign_id] = costs.get(row.campaign_id, 0) + cost
     if connection.vendor != "postgresql":
         ServedAd.objects.bulk_create(served)
         decision.save(force_insert=True)
@@ -290,11 +288,9 @@ def record(decision: Decision, served: list[ServedAd], costs: dict[int, Decimal]
         parts.append(f"served AS ({sql})")
         params += values
     if costs:
-        table = CampaignSpend._meta.db_table
-        pairs = ", ".join(["(%s::bigint, %s::numeric)"] * len(costs))
-        parts.append(f"spent AS (UPDATE {table} s SET amount = s.amount + v.amount FROM (VALUES {pairs}) AS v(campaign_id, amount) "
-                     "WHERE s.campaign_id = v.campaign_id AND s.day = %s RETURNING s.campaign_id)")
-        params += [x for pair in costs.items() for x in pair] + [timezone.localdate(now)]
+        sql, values = spend.accrual_update(costs, now)
+        parts.append(f"spent AS ({sql})")
+        params += values
     sql, values = rows.insert([decision])
     statement = (f"WITH {', '.join(parts)} " if parts else "") + sql
     if costs:

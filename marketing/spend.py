@@ -47,6 +47,19 @@ def accrue(campaign_id: int, amount: Decimal, now: datetime) -> None:
     today.update(amount=F("amount") + amount)
 
 
+def accrual_update(costs: dict[int, Decimal], now: datetime) -> tuple[str, list]:
+    """PostgreSQL: one UPDATE adding each campaign's cost to its row of the day, returning the campaigns it found.
+
+    For a data-modifying CTE (decisions.record); a campaign it did not find has no row yet today:
+    `accrue` it, which makes the row.
+    """
+    pairs = ", ".join(["(%s::bigint, %s::numeric)"] * len(costs))
+    statement = (f"UPDATE {CampaignSpend._meta.db_table} s SET amount = s.amount + v.amount "
+                 f"FROM (VALUES {pairs}) AS v(campaign_id, amount) "
+                 "WHERE s.campaign_id = v.campaign_id AND s.day = %s RETURNING s.campaign_id")
+    return statement, [x for pair in costs.items() for x in pair] + [timezone.localdate(now)]
+
+
 _spent: dict[tuple, tuple[float, dict, dict]] = {}
 
 

@@ -93,7 +93,7 @@ def describe_result(result: dict) -> list[tuple[str, str, str]]:
     for key, value in result.items():
         if key == "traceback":
             continue
-        label, found = key.replace("_", " ").capitalize(), model_id(key, value)
+        label, found = METRIC_LABELS.get(key) or key.replace("_", " ").capitalize(), model_id(key, value)
         if found is None:
             lines.append((label, text(value), ""))
         elif found in models:
@@ -114,6 +114,7 @@ MORE_METRICS = [("qini", "Qini coefficient", 3), ("uplift_auc", "Uplift AUC", 3)
                 ("train_seconds", "Training seconds", 2),
                 ("recall10", "Recall@10", 3), ("ndcg10", "NDCG@10", 3), ("popularity_recall10", "Popularity recall@10", 3),
                 ("popularity_ndcg10", "Popularity NDCG@10", 3), ("customers", "Customers", 0), ("items", "Items", 0)]
+METRIC_LABELS = {key: label for key, label, _ in METRICS + MORE_METRICS}  # "AUC", not "Auc", in a job's result
 CANDIDATE_COLUMNS = [("auc", "AUC"), ("log_loss", "Log loss"), ("rmse", "RMSE"),
                      ("calibration_error", "Calibration error"), ("train_seconds", "Training seconds")]
 GATE_METHODS = [("ipw", "IPW"), ("snipw", "Self-normalised IPW"), ("dr", "Doubly robust")]

@@ -119,4 +119,4 @@ def test_a_model_a_job_registered_reads_as_the_model_and_links_to_it(client, ann
     link = reverse("models:detail", args=[version.pk])
     assert f'>Version</dt><dd class="col-sm-9"><a href="{link}">campaign:3 v2 (XGBoost)</a></dd>' in html
     assert f">Tagger</dt><dd class=\"col-sm-9\">model #{version.pk + 1000}, no longer stored</dd>" in html
-    assert '>Hit model</dt><dd class="col-sm-9">—</dd>' in html and ">0.710<" in html
+    assert '>Hit model</dt><dd class="col-sm-9">—</dd>' in html and '>AUC</dt><dd class="col-sm-9">0.710<' in html
