@@ -65,6 +65,17 @@ class TolerantRedisCacheClient(RedisCacheClient):
 
         # One immediate retry covers a pooled connection Redis closed (say, after its restart); no backoff.
         self._client = functools.partial(self._lib.Redis, retry=Retry(NoBackoff(), 1))
+        self._clients = {}
+
+    def get_client(self, key=None, *, write=False):
+        # Django makes a new redis.Redis for every call, which fills a table of ~170 response callbacks
+        # each time: ~0.25 ms of CPU, most of a cache hit's cost. A client only borrows connections from
+        # its pool per command (it is thread-safe), so one per pool serves every call alike.
+        pool = self._get_connection_pool(write)
+        client = self._clients.get(pool)
+        if client is None:
+            client = self._clients[pool] = self._client(connection_pool=pool)
+        return client
 
     get = _tolerant(_get_default)(RedisCacheClient.get)
     get_many = _tolerant(lambda keys: {})(RedisCacheClient.get_many)

@@ -75,3 +75,14 @@ def test_a_live_redis_works_as_usual():
     assert live.incr("test-cache:n") == 2
     assert live.get("test-cache:n") == 2
     live.delete_many(["test-cache:probe", "test-cache:n"])
+
+
+def test_one_redis_client_serves_every_call_and_survives_a_dropped_connection():
+    live = TolerantRedisCache(LIVE_REDIS, {})
+    if not live.add("test-cache:reuse", 1, timeout=5) and live.get("test-cache:reuse") is None:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    client = live._cache.get_client(write=True)
+    assert live._cache.get_client() is client  # not a new redis.Redis per call
+    client.client_kill_filter(_id=client.client_id())  # Redis drops the pooled connection (as after its restart)
+    assert live.get("test-cache:reuse") == 1  # the client's one retry reconnects
+    live.delete("test-cache:reuse")
