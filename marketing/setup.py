@@ -2,8 +2,10 @@
 
 The decision path must not rebuild the same configuration from six queries on every request
 (DESIGN, "The hot paths"). Each process keeps the set-up per placement for
-`DELIVERY_SETUP_SECONDS` and also drops it as soon as a shared version number in the cache
-(Redis in production) moves. Every save or delete of a channel, placement, campaign, ad, cap,
+`DELIVERY_SETUP_SECONDS` and also drops it once a shared version number in the cache
+(Redis in production) moves: the process reads the version at most every VERSION_READ_SECONDS
+(50 ms), so a request does not pay a cache round trip for it, let alone two (the API checks the
+placement, then routes on it), and a change reaches every process within 50 ms of its commit. Every save or delete of a channel, placement, campaign, ad, cap,
 plan or rule moves it — through model signals, so admin edits, pages, the API and scripts all
 invalidate alike (the one place we use signals: a missed invalidation would serve a stale plan),
 and code that changes these rows with queryset `.update()` calls `changed()` itself.
@@ -27,6 +29,7 @@ from django.db.models.signals import m2m_changed, post_delete, post_save
 from .models import Ad, Campaign, Channel, DeliveryPlan, FrequencyCap, Placement, PlanRule
 
 VERSION_KEY = "delivery:setup-version"
+VERSION_READ_SECONDS = 0.05
 
 
 @dataclass
@@ -43,12 +46,13 @@ class Setup:
 
 
 _held: dict[str, tuple[float, object, Setup | None]] = {}
+_version: tuple[float, object] = (0.0, None)  # (read again after, the shared version read)
 
 
 def setup_for(slug: str) -> Setup | None:
     """The placement's set-up (None: no such placement), from this process's copy while it is fresh."""
     ttl = settings.DELIVERY_SETUP_SECONDS
-    version = cache.get(VERSION_KEY, 0) if ttl else None
+    version = _shared_version() if ttl else None
     held = _held.get(slug)
     if held and held[0] > time.monotonic() and held[1] == version:
         return held[2]
@@ -56,6 +60,20 @@ def setup_for(slug: str) -> Setup | None:
     if ttl:
         _held[slug] = (time.monotonic() + ttl, version, found)
     return found
+
+
+def _shared_version() -> object:
+    global _version
+    now = time.monotonic()
+    if now >= _version[0]:
+        _version = (now + VERSION_READ_SECONDS, cache.get(VERSION_KEY, 0))
+    return _version[1]
+
+
+def _forget() -> None:
+    global _version
+    _held.clear()
+    _version = (0.0, None)
 
 
 def load(slug: str) -> Setup | None:
@@ -81,12 +99,12 @@ def changed(**_) -> None:
     After the commit, not before: a process reloading in between would otherwise keep the old
     rows under the new version until its copy expires.
     """
-    _held.clear()
+    _forget()
     transaction.on_commit(_move_version)
 
 
 def _move_version() -> None:
-    _held.clear()
+    _forget()
     try:
         cache.incr(VERSION_KEY)
     except ValueError:  # no version yet

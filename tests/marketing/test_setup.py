@@ -1,5 +1,7 @@
 """The placement set-up cache: read once per process, dropped when delivery rows change, few queries per decision."""
 
+import time
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -13,7 +15,7 @@ from marketing.models import Ad, Campaign, Channel, DeliveryPlan, FrequencyCap, 
 @pytest.fixture
 def cached(db, settings):
     settings.DELIVERY_SETUP_SECONDS = 60
-    setup._held.clear()
+    setup._forget()
     channel = Channel.objects.create(name="Banner", kind=Channel.Kind.BANNER)
     home = Placement.objects.create(slug="home", name="Home", channel=channel)
     campaign = Campaign.objects.create(name="Release", status=Campaign.Status.LIVE)
@@ -21,9 +23,9 @@ def cached(db, settings):
     ad.placements.add(home)
     FrequencyCap.objects.create(level="service", max_count=5, window=FrequencyCap.Window.DAY)
     DeliveryPlan.objects.create(placement=home, rest=DeliveryPlan.Rest.PRIORITY)
-    setup._held.clear()
+    setup._forget()
     yield {"home": home, "ad": ad, "campaign": campaign}
-    setup._held.clear()
+    setup._forget()
 
 
 def test_the_set_up_is_read_once_and_then_served_from_memory(cached, django_assert_num_queries):
@@ -50,18 +52,31 @@ def test_a_saved_ad_plan_or_cap_drops_the_set_up_once_the_change_commits(cached,
     assert setup.setup_for("home").plan is None
 
 
-def test_another_process_sees_the_change_through_the_shared_version(cached, django_capture_on_commit_callbacks):
+def test_another_process_sees_the_change_through_the_shared_version_within_its_read_interval(
+        cached, django_capture_on_commit_callbacks, monkeypatch):
     from django.core.cache import cache
 
     before = setup.setup_for("home")
-    held = dict(setup._held)
+    held, version = dict(setup._held), setup._version
     with django_capture_on_commit_callbacks(execute=True):
         Campaign.objects.filter(pk=cached["campaign"].pk).update(status=Campaign.Status.PAUSED)
         setup.changed()  # what code that uses .update() must do
-    setup._held.update(held)  # as if this were another process that still holds the old copy
-    assert cache.get(setup.VERSION_KEY) is not None
+    assert cache.get(setup.VERSION_KEY) != version[1]
+    # As if this were another process, which read the version just before the change and holds the old copy:
+    setup._held.update(held)
+    setup._version = version
+    assert setup.setup_for("home") is before  # it does not ask the cache again within VERSION_READ_SECONDS
+    later = time.monotonic() + setup.VERSION_READ_SECONDS
+    monkeypatch.setattr(setup.time, "monotonic", lambda: later)
     after = setup.setup_for("home")
     assert after is not before and after.ads == []
+
+
+def test_this_process_sees_its_own_change_at_once(cached):
+    before = setup.setup_for("home")
+    Campaign.objects.filter(pk=cached["campaign"].pk).update(status=Campaign.Status.PAUSED)
+    setup.changed()
+    assert setup.setup_for("home").ads == [] and before.ads
 
 
 def test_a_decision_through_the_api_costs_few_queries_once_the_set_up_is_held(cached, client):
