@@ -73,6 +73,23 @@ def _applies(cap: FrequencyCap, exposure: Exposure) -> bool:
 
 def check(cap: FrequencyCap, candidate: Exposure, history: Sequence[Exposure], now: datetime) -> str | None:
     """None when the cap allows serving `candidate` now, else the reason in words."""
+    refused = _refusal(cap, candidate, history, now)
+    if refused is None:
+        return None
+    count, last = refused
+    if count is not None:
+        return f"{cap}: already {count}"
+    return f"{cap}: last one {int((now - last).total_seconds())} s ago"
+
+
+def allows(cap: FrequencyCap, candidate: Exposure, history: Sequence[Exposure], now: datetime) -> bool:
+    """check() without the reason's words (the decision path asks this for every ad and cap)."""
+    return _refusal(cap, candidate, history, now) is None
+
+
+def _refusal(cap: FrequencyCap, candidate: Exposure, history: Sequence[Exposure],
+             now: datetime) -> tuple[int | None, datetime | None] | None:
+    """None when the cap allows `candidate`; else (the count it reached, None) or (None, the last one inside its gap)."""
     if not _applies(cap, candidate):
         return None
     counted = [e for e in history if _applies(cap, e)]
@@ -80,11 +97,11 @@ def check(cap: FrequencyCap, candidate: Exposure, history: Sequence[Exposure], n
         since = now - timedelta(seconds=cap.window) if cap.window else None
         n = sum(1 for e in counted if since is None or e.at > since)
         if n >= cap.max_count:
-            return f"{cap}: already {n}"
+            return n, None
     if cap.min_gap_seconds and counted:
         last = max(e.at for e in counted)
         if now - last < timedelta(seconds=cap.min_gap_seconds):
-            return f"{cap}: last one {int((now - last).total_seconds())} s ago"
+            return None, last
     return None
 
 
@@ -101,13 +118,13 @@ def choose(ranked: Sequence[Ad], placement: Placement, caps: Sequence[FrequencyC
     planned = list(history)
     for ad in ranked:
         candidate = Exposure(ad.pk, ad.campaign_id, placement.pk, placement.channel_id, now)
-        if not any(check(cap, candidate, history, now) for cap in caps):
+        if all(allows(cap, candidate, history, now) for cap in caps):
             eligible.append(ad)
         if len(taken) == slots:
             continue
-        reason = next(((cap, why) for cap in caps if (why := check(cap, candidate, planned, now))), None)
-        if reason:
-            blocked.append(Blocked(ad.pk, *reason))
+        refused = next((cap for cap in caps if not allows(cap, candidate, planned, now)), None)
+        if refused is not None:  # only a blocked ad's reason is put in words
+            blocked.append(Blocked(ad.pk, refused, check(refused, candidate, planned, now)))
             continue
         taken.append(ad)
         planned.append(candidate)
@@ -118,6 +135,13 @@ def history(customer_id: int, caps: Sequence[FrequencyCap], now: datetime) -> li
     """What the customer was served that any of these caps can count (only as far back as they look)."""
     if not caps:
         return []
+    sql, params = _history_query(customer_id, caps, now)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return _exposures(cursor.fetchall())
+
+
+def _history_query(customer_id: int, caps: Sequence[FrequencyCap], now: datetime) -> tuple[str, list]:
     windows = [cap.window for cap in caps if cap.max_count and cap.window] + [cap.min_gap_seconds for cap in caps if cap.min_gap_seconds]
     lifetime = [cap for cap in caps if cap.max_count and not cap.window]
     # Plain SQL: on the decision path the ORM's query building cost more than the query.
@@ -132,9 +156,10 @@ def history(customer_id: int, caps: Sequence[FrequencyCap], now: datetime) -> li
             wanted.append(f"{cap.level}_id = %s")
             params.append(getattr(cap, f"{cap.level}_id"))
         sql += f" AND ({' OR '.join(wanted)})"
-    with connection.cursor() as cursor:
-        cursor.execute(sql, params)
-        rows = cursor.fetchall()
+    return sql, params
+
+
+def _exposures(rows: list[tuple]) -> list[Exposure]:
     if connection.vendor == "sqlite":  # SQLite hands back naive UTC datetimes (or text) outside the ORM
         convert = connection.ops.convert_datetimefield_value
         rows = [(*row[:4], convert(row[4], None, connection)) for row in rows]
@@ -171,21 +196,38 @@ def lock_blocks(first_id: int, last_id: int) -> None:
                            [LIST_LOCK_NAMESPACE, block_of(first_id), block_of(last_id)])
 
 
-def _lock_customer(customer_id: int) -> None:
-    """The shared list-lock of the customer's block, then their CapLock row (made on their first decision)."""
+def _lock_customer(customer_id: int, caps: Sequence[FrequencyCap] = (), now: datetime | None = None) -> list[Exposure] | None:
+    """The shared list-lock of the customer's block, then their CapLock row (made on their first decision).
+
+    On PostgreSQL the customer's history for `caps` comes back in the same round trip, read by a
+    second statement: in READ COMMITTED each statement takes its snapshot when it starts, after
+    the locks are held, so it sees everything the lock's previous holder committed (one statement
+    could not: its snapshot would predate the wait). Returns None where the caller must read it.
+    """
     if connection.vendor != "postgresql":  # SQLite has one writer at a time: the row only records the customer
         if not CapLock.objects.filter(customer_id=customer_id).exists():
             CapLock.objects.bulk_create([CapLock(customer_id=customer_id)], ignore_conflicts=True)
-        return
+        return None
     table = CapLock._meta.db_table
+    # The block lock is taken first (the select list is evaluated in order), then the row lock.
+    lock = (f"SELECT pg_advisory_xact_lock_shared(%s, %s), "
+            f"(SELECT customer_id FROM {table} WHERE customer_id = %s FOR UPDATE)")
+    params = [LIST_LOCK_NAMESPACE, block_of(customer_id), customer_id]
+    then = _history_query(customer_id, caps, now) if caps else None
     with connection.cursor() as cursor:
-        # One round trip: the block lock is taken first (the select list is evaluated in order), then the row lock.
-        cursor.execute(f"SELECT pg_advisory_xact_lock_shared(%s, %s), "
-                       f"(SELECT customer_id FROM {table} WHERE customer_id = %s FOR UPDATE)",
-                       [LIST_LOCK_NAMESPACE, block_of(customer_id), customer_id])
+        # Two statements in one round trip (the client-side binding cursor sends them as one simple query).
+        if then:
+            cursor.execute(f"{lock}; {then[0]}", params + then[1])
+        else:
+            cursor.execute(lock, params)
         if cursor.fetchone()[1] is None:  # the customer's first decision: make the row, racing requests make it once
             cursor.execute(f"INSERT INTO {table} (customer_id) VALUES (%s) ON CONFLICT DO NOTHING", [customer_id])
             cursor.execute(f"SELECT customer_id FROM {table} WHERE customer_id = %s FOR UPDATE", [customer_id])
+            return None  # the history read with the block lock alone may predate the row lock's holder: read it again
+        if then is None:
+            return []
+        cursor.nextset()
+        return _exposures(cursor.fetchall())
 
 
 @transaction.atomic(savepoint=False)  # part of the decision's transaction; its own savepoint would cost two round trips
@@ -199,9 +241,11 @@ def serve(customer_id: int, placement: Placement, ranked: Sequence[Ad], *, slots
     (decisions.record, while the customer's lock is still held).
     """
     now = now or timezone.now()
-    _lock_customer(customer_id)
     caps = caps_for(placement, ranked) if known_caps is None else bearing(known_caps, placement, ranked)
-    taken, blocked, eligible = choose(ranked, placement, caps, history(customer_id, caps, now), now, slots or placement.slots)
+    seen = _lock_customer(customer_id, caps, now)
+    if seen is None:
+        seen = history(customer_id, caps, now)
+    taken, blocked, eligible = choose(ranked, placement, caps, seen, now, slots or placement.slots)
     decision = decision or uuid.uuid4()
     served = [ServedAd(decision=decision, customer_id=customer_id, ad=ad, campaign_id=ad.campaign_id, placement=placement,
                        channel_id=placement.channel_id, served_at=now) for ad in taken]

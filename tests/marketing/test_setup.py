@@ -88,9 +88,13 @@ def test_a_decision_through_the_api_costs_few_queries_once_the_set_up_is_held(ca
         response = client.post("/api/v1/decisions", {"customer": "c1", "placement": "home"}, content_type="application/json", **auth)
     assert response.status_code == 201 and response.json()["ads"][0]["ad"] == cached["ad"].pk
     # The token, the customer with its persona, (budgets: none here), the customer's locks (block and row, in
-    # one statement on PostgreSQL; the row's existence on SQLite), their history, then the served ads and the
-    # decision (one statement on PostgreSQL, with the spend when there is a cost) — not counting the
-    # transaction's own BEGIN / COMMIT (or, inside the test's transaction, SAVEPOINT / RELEASE).
+    # one statement on PostgreSQL, sent with the statement reading their history; on SQLite the row's existence,
+    # then the history), then the served ads and the decision (one statement on PostgreSQL, with the spend
+    # when there is a cost) — not counting the transaction's own BEGIN / COMMIT (or, inside the test's
+    # transaction, SAVEPOINT / RELEASE).
     statements = [q["sql"] for q in queries.captured_queries
                   if not q["sql"].startswith(("BEGIN", "COMMIT", "SAVEPOINT", "RELEASE"))]
-    assert len(statements) == (5 if connection.vendor == "postgresql" else 6), statements
+    assert len(statements) == (4 if connection.vendor == "postgresql" else 6), statements
+    if connection.vendor == "postgresql":
+        locks = statements[2]
+        assert locks.index("pg_advisory_xact_lock_shared") < locks.index("FOR UPDATE") < locks.index("; SELECT ad_id")
