@@ -57,6 +57,10 @@ def _get_default(key, default=None):
     return default
 
 
+# A windowed counter in one round trip: Django's add-then-incr costs three (SET NX, then EXISTS and INCR).
+COUNT_SCRIPT = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+
+
 class TolerantRedisCacheClient(RedisCacheClient):
     def __init__(self, servers, **options):
         super().__init__(servers, **{**DEFAULT_OPTIONS, **options})
@@ -66,6 +70,7 @@ class TolerantRedisCacheClient(RedisCacheClient):
         # One immediate retry covers a pooled connection Redis closed (say, after its restart); no backoff.
         self._client = functools.partial(self._lib.Redis, retry=Retry(NoBackoff(), 1))
         self._clients = {}
+        self._count_script = None
 
     def get_client(self, key=None, *, write=False):
         # Django makes a new redis.Redis for every call, which fills a table of ~170 response callbacks
@@ -77,6 +82,14 @@ class TolerantRedisCacheClient(RedisCacheClient):
             client = self._clients[pool] = self._client(connection_pool=pool)
         return client
 
+    def _count(self, key, timeout):
+        client = self.get_client(key, write=True)
+        if self._count_script is None:
+            self._count_script = client.register_script(COUNT_SCRIPT)
+        return int(self._count_script(keys=[key], args=[timeout], client=client))
+
+    # While Redis is down every request counts as a window's first: rate limits fail open.
+    count = _tolerant(lambda key, timeout: 1)(_count)
     get = _tolerant(_get_default)(RedisCacheClient.get)
     get_many = _tolerant(lambda keys: {})(RedisCacheClient.get_many)
     has_key = _tolerant(lambda key: False)(RedisCacheClient.has_key)
@@ -97,3 +110,8 @@ class TolerantRedisCache(RedisCache):
     def __init__(self, server, params):
         super().__init__(server, params)
         self._class = TolerantRedisCacheClient
+
+    def count(self, key, timeout, version=None) -> int:
+        """Add 1 to the counter at `key` and return it; a missing counter starts at 1 and expires after `timeout` s."""
+        key = self.make_and_validate_key(key, version=version)
+        return self._cache.count(key, int(self.get_backend_timeout(timeout)))

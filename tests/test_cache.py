@@ -86,3 +86,40 @@ def test_one_redis_client_serves_every_call_and_survives_a_dropped_connection():
     client.client_kill_filter(_id=client.client_id())  # Redis drops the pooled connection (as after its restart)
     assert live.get("test-cache:reuse") == 1  # the client's one retry reconnects
     live.delete("test-cache:reuse")
+
+
+def test_a_counter_counts_in_one_round_trip_and_expires_with_its_window():
+    live = TolerantRedisCache(LIVE_REDIS, {})
+    if not live.add("test-cache:live", 1, timeout=5) and live.get("test-cache:live") is None:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    live.delete("test-cache:count")
+    client = live._cache.get_client(write=True)
+    before = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
+    assert [live.count("test-cache:count", 70) for _ in range(3)] == [1, 2, 3]
+    assert live.get("test-cache:count") == 3  # the cache reads the counter as usual
+    assert 60 < client.ttl(live.make_key("test-cache:count")) <= 70  # the expiry is set once, by the first count
+    calls = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0) - before
+    assert calls >= 2  # the script ran server-side (EVAL loads it the first time, EVALSHA after)
+    live.delete_many(["test-cache:count", "test-cache:live"])
+
+
+def test_a_counter_on_a_dead_redis_counts_one(dead):
+    assert dead.count("anything", 70) == 1
+
+
+def test_the_api_throttle_refuses_the_request_over_the_client_limit_on_redis(monkeypatch):
+    live = TolerantRedisCache(LIVE_REDIS, {})
+    if not live.add("test-cache:live", 1, timeout=5) and live.get("test-cache:live") is None:
+        pytest.skip("no Redis on 127.0.0.1:6379")
+    import accounts.throttling
+    from accounts.models import ApiClient
+
+    monkeypatch.setattr(accounts.throttling, "cache", live)
+    request = SimpleNamespace(auth=ApiClient(pk=time.time_ns() % 2**62, requests_per_minute=3), user=None)
+    throttle = ClientRateThrottle()
+    window = int(time.time() // 60)
+    allowed = [throttle.allow_request(request, view=None) for _ in range(5)]
+    if int(time.time() // 60) != window:
+        pytest.skip("the minute turned during the requests")
+    assert allowed == [True, True, True, False, False]
+    assert 0 < throttle.wait() <= 60
