@@ -1,5 +1,6 @@
 """The cast: alice is an Admin, mark a Marketer, ann an Analyst, nora has no role."""
 
+import contextlib
 import os
 
 os.environ.setdefault("DEBUG", "true")
@@ -132,6 +133,21 @@ def celery_worker_process(transactional_db, settings, tmp_path):
     except subprocess.TimeoutExpired:
         proc.kill()
     app.conf.task_always_eager = True
+
+
+@contextlib.contextmanager
+def removing_new_jobs():
+    """Around a module fixture's committed data: the jobs made meanwhile (seed_demo records its persona build) go too.
+
+    Otherwise they outlive the module, and a later test that asserts "no job was queued" finds one.
+    """
+    from ml.models import Job
+
+    last = Job.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    try:
+        yield
+    finally:
+        Job.objects.filter(pk__gt=last).delete()
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.25):

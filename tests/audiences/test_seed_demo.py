@@ -10,6 +10,7 @@ from django.db.models import Count
 
 from audiences import demo
 from audiences.models import REVENUE_KINDS, Activity, ActivityKind, Customer, Item, ItemKind
+from tests.conftest import removing_new_jobs
 
 AS_OF = date(2025, 6, 1)
 ANCHOR = datetime(2025, 6, 1, tzinfo=timezone.utc)
@@ -94,7 +95,7 @@ def test_a_bad_as_of_date_is_refused(db):
 @pytest.fixture(scope="module")
 def seeded(django_db_setup, django_db_blocker):
     """1,000 listeners and the full default catalogue as of AS_OF, committed once for this module."""
-    with django_db_blocker.unblock():
+    with django_db_blocker.unblock(), removing_new_jobs():
         call_command("seed_demo", "--customers", "1000", "--seed", "7", "--as-of", AS_OF.isoformat(), verbosity=0)
         yield
         demo.delete_demo()

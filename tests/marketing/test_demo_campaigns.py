@@ -11,12 +11,13 @@ from marketing import demo, rates
 from marketing.decisions import decide
 from marketing.models import (Ad, Campaign, Channel, Decision, DeliveryPlan, FrequencyCap, Placement, PlanRule,
                               ServedAd)
+from tests.conftest import removing_new_jobs
 
 
 @pytest.fixture(scope="module")
 def listeners(django_db_setup, django_db_blocker):
     """600 demo listeners with personas and the demo audiences, as of today (rules look back from now), committed once."""
-    with django_db_blocker.unblock():
+    with django_db_blocker.unblock(), removing_new_jobs():
         call_command("seed_demo", "--customers", "600", "--artists", "300", "--days", "60", "--seed", "3", verbosity=0)
         yield
         demo.delete_demo_campaigns()
