@@ -91,10 +91,12 @@ def describe_result(result: dict) -> list[tuple[str, str, str]]:
     models = ModelVersion.objects.in_bulk(ids) if ids else {}
     lines = []
     for key, value in result.items():
-        if key == "traceback":
-            continue
+        if key == "traceback" or (key == "number" and model_id("version", result.get("version")) in models):
+            continue  # the model's line already says its number ("campaign:3 v2")
         label, found = METRIC_LABELS.get(key) or key.replace("_", " ").capitalize(), model_id(key, value)
-        if found is None:
+        if key == "kind" and value in ModelVersion.Kind.values:  # "XGBoost", not the stored "xgboost"
+            lines.append(("Model", ModelVersion.Kind(value).label, ""))
+        elif found is None:
             lines.append((label, text(value), ""))
         elif found in models:
             version = models[found]

@@ -112,11 +112,13 @@ def test_a_jobs_result_reads_as_text_not_as_python(client, ann):
 def test_a_model_a_job_registered_reads_as_the_model_and_links_to_it(client, ann):
     version = ModelVersion.objects.create(key="campaign:3", kind=ModelVersion.Kind.XGBOOST, version=2, artefact="x.json")
     job = Job.objects.create(kind="campaign_model", title="Campaign model", status=Job.Status.SUCCEEDED, result={
-        "version": version.pk, "number": 2, "tagger": {"key": "audio:tagger", "version": 1, "id": version.pk + 1000},
-        "hit_model": None, "auc": 0.71})
+        "version": version.pk, "number": 2, "kind": "xgboost",
+        "tagger": {"key": "audio:tagger", "version": 1, "id": version.pk + 1000}, "hit_model": None, "auc": 0.71})
     client.force_login(ann)
     html = client.get(reverse("jobs:detail", kwargs={"pk": job.pk})).content.decode()
     link = reverse("models:detail", args=[version.pk])
     assert f'>Version</dt><dd class="col-sm-9"><a href="{link}">campaign:3 v2 (XGBoost)</a></dd>' in html
     assert f">Tagger</dt><dd class=\"col-sm-9\">model #{version.pk + 1000}, no longer stored</dd>" in html
     assert '>Hit model</dt><dd class="col-sm-9">—</dd>' in html and '>AUC</dt><dd class="col-sm-9">0.710<' in html
+    assert '>Model</dt><dd class="col-sm-9">XGBoost</dd>' in html and ">Kind<" not in html  # the label, not "xgboost"
+    assert ">Number<" not in html  # the version's line already says v2
