@@ -85,10 +85,13 @@ def customer_list(request):
     return render(request, "audiences/customer_list.html", context)
 
 
-def sort_headers(sort: str, params: dict) -> list[dict]:
-    """Column headers whose links toggle the sort, keeping the search and filter."""
+def sort_headers(sort: str, params: dict, columns: list[tuple] = CUSTOMER_COLUMNS) -> list[dict]:
+    """Column headers whose links toggle the sort, keeping the search and filter.
+
+    `columns`: (label, sort key or None, css, whether the first click sorts descending).
+    """
     headers = []
-    for label, key, css, desc_first in CUSTOMER_COLUMNS:
+    for label, key, css, desc_first in columns:
         active = key is not None and sort.lstrip("-") == key
         desc = active and sort.startswith("-")
         if key is None:
