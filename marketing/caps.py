@@ -214,6 +214,8 @@ def _lock_customer(customer_id: int, caps: Sequence[FrequencyCap] = (), now: dat
             f"(SELECT customer_id FROM {table} WHERE customer_id = %s FOR UPDATE)")
     params = [LIST_LOCK_NAMESPACE, block_of(customer_id), customer_id]
     then = _history_query(customer_id, caps, now) if caps else None
+    if connection.settings_dict["OPTIONS"].get("server_side_binding"):
+        then = None  # a server-side binding cursor sends one statement at a time: the caller reads the history
     with connection.cursor() as cursor:
         # Two statements in one round trip (the client-side binding cursor sends them as one simple query).
         if then:
@@ -225,7 +227,7 @@ def _lock_customer(customer_id: int, caps: Sequence[FrequencyCap] = (), now: dat
             cursor.execute(f"SELECT customer_id FROM {table} WHERE customer_id = %s FOR UPDATE", [customer_id])
             return None  # the history read with the block lock alone may predate the row lock's holder: read it again
         if then is None:
-            return []
+            return [] if not caps else None
         cursor.nextset()
         return _exposures(cursor.fetchall())
 

@@ -98,3 +98,18 @@ def test_a_decision_through_the_api_costs_few_queries_once_the_set_up_is_held(ca
     if connection.vendor == "postgresql":
         locks = statements[2]
         assert locks.index("pg_advisory_xact_lock_shared") < locks.index("FOR UPDATE") < locks.index("; SELECT ad_id")
+
+
+def test_with_server_side_binding_the_history_is_read_by_its_own_statement(cached, client, monkeypatch):
+    if connection.vendor != "postgresql":
+        pytest.skip("the one-round-trip read is PostgreSQL's")
+    Customer.objects.create(external_id="c1")
+    token = ApiClient.issue("app", ["decisions"])[1]
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    client.post("/api/v1/decisions", {"customer": "c1", "placement": "home"}, content_type="application/json", **auth)
+    monkeypatch.setitem(connection.settings_dict["OPTIONS"], "server_side_binding", True)  # one statement per execute
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post("/api/v1/decisions", {"customer": "c1", "placement": "home"}, content_type="application/json", **auth)
+    assert response.status_code == 201 and response.json()["ads"][0]["ad"] == cached["ad"].pk
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert not any(";" in s for s in sql) and any(s.startswith("SELECT ad_id") for s in sql)
