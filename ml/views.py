@@ -372,10 +372,14 @@ def _recsys_panel(version: ModelVersion, customer: str) -> dict | None:
     for p in points:
         counts[str(p.get("genre") or "—")] = counts.get(str(p.get("genre") or "—"), 0) + 1
     top = [g for g, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:10]]
+    def point(p: dict) -> dict:  # "name": the tooltip says which item a dot is (static/js/app.js)
+        name = " — ".join(str(v) for v in (p.get("title"), p.get("artist")) if v)
+        return {"x": p["x"], "y": p["y"], "name": name} if name else {"x": p["x"], "y": p["y"]}
+
     datasets = [{"label": genre, "color": GENRE_COLOURS[n], "pointRadius": 3,
-                 "data": [{"x": p["x"], "y": p["y"]} for p in points if str(p.get("genre") or "—") == genre]}
+                 "data": [point(p) for p in points if str(p.get("genre") or "—") == genre]}
                 for n, genre in enumerate(top)]
-    others = [{"x": p["x"], "y": p["y"]} for p in points if str(p.get("genre") or "—") not in top]
+    others = [point(p) for p in points if str(p.get("genre") or "—") not in top]
     if others:
         datasets.append({"label": "other genres", "color": OTHER_COLOUR, "pointRadius": 2, "data": others})
     placed = _place_customer(version, projection, customer) if customer and projection else None

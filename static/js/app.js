@@ -17,6 +17,16 @@
       });
       config.options = Object.assign({ responsive: true, maintainAspectRatio: false, animation: false,
         plugins: { legend: { display: (config.data.datasets || []).length > 1 || config.type === "doughnut", position: "bottom" } } }, config.options || {});
+      // Points that carry a "name" (an item on a map) say it in their tooltip instead of bare coordinates.
+      const named = (config.data.datasets || []).some(function (ds) {
+        return (ds.data || []).some(function (p) { return p && typeof p === "object" && p.name; });
+      });
+      if (named) {
+        config.options.plugins = config.options.plugins || {};
+        config.options.plugins.tooltip = Object.assign({ callbacks: { label: function (ctx) {
+          return ctx.raw && ctx.raw.name ? ctx.raw.name + " (" + ctx.dataset.label + ")" : ctx.dataset.label + ": " + ctx.formattedValue;
+        } } }, config.options.plugins.tooltip || {});
+      }
       canvas._chart = new Chart(canvas, config);
     });
   }

@@ -175,6 +175,9 @@ def test_the_model_page_draws_the_embedding_map_and_places_a_customer(world, cli
     client = client_for(ann)
     response = client.get(reverse("models:detail", args=[version.pk]))
     assert b"Embedding map" in response.content and b"recsys-map" in response.content
+    dots = [p for ds in response.context["recsys"]["chart"]["data"]["datasets"] for p in ds["data"]]
+    titles = set(Item.objects.values_list("title", flat=True))
+    assert dots and all(p["name"].split(" — ")[0] in titles for p in dots)  # each dot's tooltip names its item
     customer = world["a"]["customers"][0]
     response = client.get(reverse("models:detail", args=[version.pk]), {"customer": customer.pk})
     placed = response.context["recsys"]["placed"]
