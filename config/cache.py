@@ -58,7 +58,8 @@ def _get_default(key, default=None):
 
 
 # A windowed counter in one round trip: Django's add-then-incr costs three (SET NX, then EXISTS and INCR).
-COUNT_SCRIPT = "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+COUNT_SCRIPT = ("local n = redis.call('INCR', KEYS[1]) "
+                "if n == 1 and tonumber(ARGV[1]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n")
 
 
 class TolerantRedisCacheClient(RedisCacheClient):
@@ -114,4 +115,5 @@ class TolerantRedisCache(RedisCache):
     def count(self, key, timeout, version=None) -> int:
         """Add 1 to the counter at `key` and return it; a missing counter starts at 1 and expires after `timeout` s."""
         key = self.make_and_validate_key(key, version=version)
-        return self._cache.count(key, int(self.get_backend_timeout(timeout)))
+        expiry = self.get_backend_timeout(timeout)  # None: the counter never expires
+        return self._cache.count(key, 0 if expiry is None else max(int(expiry), 1))

@@ -100,6 +100,8 @@ def test_a_counter_counts_in_one_round_trip_and_expires_with_its_window():
     assert 60 < client.ttl(live.make_key("test-cache:count")) <= 70  # the expiry is set once, by the first count
     calls = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0) - before
     assert calls >= 2  # the script ran server-side (EVAL loads it the first time, EVALSHA after)
+    live.delete("test-cache:count")
+    assert live.count("test-cache:count", None) == 1 and client.ttl(live.make_key("test-cache:count")) == -1  # no expiry
     live.delete_many(["test-cache:count", "test-cache:live"])
 
 
