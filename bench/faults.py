@@ -344,6 +344,28 @@ def redis_up() -> bool:
     return subprocess.run(["redis-cli", "ping"], capture_output=True, text=True).stdout.strip() == "PONG"
 
 
+def alike_customers() -> tuple[str, str]:
+    """Two customers the plans treat alike: in no campaign's control group and in the same audiences.
+
+    The drill compares what the caps let each be served, so only Redis may differ between them
+    (a customer held out of a campaign is served none of its ads).
+    """
+    from audiences.models import AudienceMember, Customer
+    from marketing import control
+    from marketing.models import Campaign
+
+    campaigns = set(Campaign.objects.all())
+    seen: dict[frozenset, str] = {}
+    for pk, external_id in Customer.objects.order_by("-pk").values_list("pk", "external_id")[:500]:
+        if control.campaigns_holding_out(pk, campaigns):
+            continue
+        audiences = frozenset(AudienceMember.objects.filter(customer_id=pk).values_list("audience_id", flat=True))
+        if audiences in seen:
+            return seen[audiences], external_id
+        seen[audiences] = external_id
+    raise RuntimeError("no two customers in the same audiences and outside every control group among the last 500")
+
+
 async def burst(port: int, token: str, customer: str, placements: list[str], n: int) -> list[tuple[int, int]]:
     """n concurrent decisions for one customer, spread over the placements: (status, ads served) each."""
 
@@ -371,7 +393,7 @@ def redis_down(args: argparse.Namespace) -> None:
     services = mixed.start_services(args, database_url, worker=False)
     port = services.gunicorn.port
     placements = state["placements"]
-    control, subject = customers[-1], customers[-2]
+    control, subject = alike_customers()
     try:
         up = asyncio.run(burst(port, token, control, placements, args.burst))
         log("stopping Redis")
