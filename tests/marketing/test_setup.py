@@ -1,6 +1,7 @@
 """The placement set-up cache: read once per process, dropped when delivery rows change, few queries per decision."""
 
 import time
+from types import SimpleNamespace
 
 import pytest
 from django.db import connection
@@ -67,7 +68,7 @@ def test_another_process_sees_the_change_through_the_shared_version_within_its_r
     setup._version = version
     assert setup.setup_for("home") is before  # it does not ask the cache again within VERSION_READ_SECONDS
     later = time.monotonic() + setup.VERSION_READ_SECONDS
-    monkeypatch.setattr(setup.time, "monotonic", lambda: later)
+    monkeypatch.setattr(setup, "time", SimpleNamespace(monotonic=lambda: later))  # this module's clock only
     after = setup.setup_for("home")
     assert after is not before and after.ads == []
 
