@@ -5,8 +5,8 @@ The decision path must not rebuild the same configuration from six queries on ev
 `DELIVERY_SETUP_SECONDS` and also drops it once a shared version number in the cache
 (Redis in production) moves: the process reads the version at most every VERSION_READ_SECONDS
 (50 ms), so a request does not pay a cache round trip for it, let alone two (the API checks the
-placement, then routes on it), and a change reaches every process within 50 ms of its commit. Every save or delete of a channel, placement, campaign, ad, cap,
-plan or rule moves it — through model signals, so admin edits, pages, the API and scripts all
+placement, then routes on it), and a change reaches every process within 50 ms of its commit.
+Every save or delete of a channel, placement, campaign, ad, cap, plan or rule moves it — through model signals, so admin edits, pages, the API and scripts all
 invalidate alike (the one place we use signals: a missed invalidation would serve a stale plan),
 and code that changes these rows with queryset `.update()` calls `changed()` itself.
 
