@@ -19,6 +19,15 @@ from django.utils import timezone
 logger = logging.getLogger(__name__)
 
 
+# Job.kind values, as the Jobs pages name them; a kind missing here reads as its words ("mix_model" → "Mix model").
+KIND_LABELS = {
+    "campaign_model": "Campaign model", "uplift_model": "Uplift model", "mix_model": "Marketing-mix model",
+    "lookalike": "Lookalike", "personas": "Personas", "audiences": "Audience refresh", "import": "Import",
+    "recommendations": "Recommendations", "audio": "Audio analysis", "audio_training": "Audio model training",
+    "stream_forecast": "Stream forecasts",
+}
+
+
 class JobQuerySet(models.QuerySet):
     def unfinished(self):
         """Queued or running: what the Jobs page keeps polling for."""
@@ -59,7 +68,14 @@ class Job(models.Model):
 
     @property
     def percent(self) -> int:
+        if self.status == self.Status.SUCCEEDED:  # a job done outside `running()` (seed_demo's) reports no progress
+            return 100
         return round(100 * min(max(self.progress, 0.0), 1.0))
+
+    @property
+    def kind_label(self) -> str:
+        """What the job does, in words: "Campaign model", not the stored "campaign_model"."""
+        return KIND_LABELS.get(self.kind) or self.kind.replace("_", " ").capitalize()
 
     @property
     def duration(self):

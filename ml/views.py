@@ -4,6 +4,7 @@ import math
 from datetime import datetime
 from itertools import groupby
 
+from django.apps import apps
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, Q
@@ -91,8 +92,8 @@ def describe_result(result: dict) -> list[tuple[str, str, str]]:
     models = ModelVersion.objects.in_bulk(ids) if ids else {}
     lines = []
     for key, value in result.items():
-        if key == "traceback" or (key == "number" and model_id("version", result.get("version")) in models):
-            continue  # the model's line already says its number ("campaign:3 v2")
+        if key == "traceback" or (key in ("number", "kind") and model_id("version", result.get("version")) in models):
+            continue  # the model's line already says its number and kind ("campaign:3 v2 (XGBoost)")
         label, found = METRIC_LABELS.get(key) or key.replace("_", " ").capitalize(), model_id(key, value)
         if key == "kind" and value in ModelVersion.Kind.values:  # "XGBoost", not the stored "xgboost"
             lines.append(("Model", ModelVersion.Kind(value).label, ""))
@@ -401,8 +402,15 @@ def model_list(request):
         v.metric_cells = [(v.metrics.get(name) if _is_number(v.metrics.get(name)) else None, digits)
                           for name, _, digits in METRICS]
     keys = [{"key": key, "versions": list(rows)} for key, rows in groupby(versions, key=lambda v: v.key)]
+    # A campaign's models name it; versions that did not record its name (trained outside the normal flow) look it up.
+    # By app label, not by import: ml stays below marketing.
+    campaign_ids = {group["versions"][0].campaign_id for group in keys} - {None}
+    campaigns = dict(apps.get_model("marketing", "Campaign").objects.filter(pk__in=campaign_ids).values_list("pk", "name"))
     for group in keys:
+        latest = group["versions"][0]
         group["champion"] = next((v for v in group["versions"] if v.status == ModelVersion.Status.CHAMPION), None)
+        group["subject"] = campaigns.get(latest.campaign_id) or latest.trained_on.get("campaign") or ""
+        group["subject_link"] = reverse("campaigns:detail", args=[latest.campaign_id]) if latest.campaign_id in campaigns else ""
     counts = ModelVersion.objects.aggregate(
         champions=Count("id", filter=Q(status=ModelVersion.Status.CHAMPION)),
         candidates=Count("id", filter=Q(status=ModelVersion.Status.CANDIDATE)),

@@ -20,7 +20,7 @@ from ml.models import Job
 from .. import audio_jobs
 from ..access import get_item_for_user
 from ..models import Activity, ActivityKind, AudioAnalysis, Item, ItemKind, SimilarItems, StreamForecast
-from .customers import sort_headers
+from .tables import sort_headers
 
 FORECAST_DAYS = 60
 DESCRIPTOR_ROWS = [

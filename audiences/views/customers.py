@@ -18,6 +18,7 @@ from accounts.access import viewer_required, writer_required
 from .. import actions, recommend
 from ..forms import PersonaSettingsForm
 from ..models import REVENUE_KINDS, Activity, ActivityKind, Audience, AudienceMember, Customer, Persona, PersonaSettings, Segment
+from .tables import sort_headers
 
 CUSTOMER_COLUMNS = [
     # (label, sort key or None, css, first click sorts descending)
@@ -77,30 +78,12 @@ def customer_list(request):
     page = Paginator(customers, 25).get_page(request.GET.get("page"))
     query = urlencode({k: v for k, v in {"q": q, "segment": segment, "sort": sort}.items() if v})
     context = {"page_obj": page, "q": q, "segment": segment, "sort": sort, "query": query, "segments": Segment.choices,
-               "headers": sort_headers(sort, {"q": q, "segment": segment})}
+               "headers": sort_headers(sort, {"q": q, "segment": segment}, CUSTOMER_COLUMNS)}
     if request.htmx:
         return render(request, "audiences/customer_list.html#table", context)
     context["kpis"] = customer_kpis()
     context["settings"] = PersonaSettings.load()
     return render(request, "audiences/customer_list.html", context)
-
-
-def sort_headers(sort: str, params: dict, columns: list[tuple] = CUSTOMER_COLUMNS) -> list[dict]:
-    """Column headers whose links toggle the sort, keeping the search and filter.
-
-    `columns`: (label, sort key or None, css, whether the first click sorts descending).
-    """
-    headers = []
-    for label, key, css, desc_first in columns:
-        active = key is not None and sort.lstrip("-") == key
-        desc = active and sort.startswith("-")
-        if key is None:
-            url = ""
-        else:
-            next_sort = (key if desc else "-" + key) if active else ("-" + key if desc_first else key)
-            url = "?" + urlencode({k: v for k, v in {**params, "sort": next_sort}.items() if v})
-        headers.append({"label": label, "url": url, "css": css, "active": active, "desc": desc})
-    return headers
 
 
 def activity_chart(customer: Customer, weeks: int = 26) -> dict:

@@ -120,5 +120,24 @@ def test_a_model_a_job_registered_reads_as_the_model_and_links_to_it(client, ann
     assert f'>Version</dt><dd class="col-sm-9"><a href="{link}">campaign:3 v2 (XGBoost)</a></dd>' in html
     assert f">Tagger</dt><dd class=\"col-sm-9\">model #{version.pk + 1000}, no longer stored</dd>" in html
     assert '>Hit model</dt><dd class="col-sm-9">—</dd>' in html and '>AUC</dt><dd class="col-sm-9">0.710<' in html
+    assert ">Number<" not in html and ">Model<" not in html and ">Kind<" not in html  # the version's line says v2, XGBoost
+    assert "Campaign model · created" in html and "campaign_model" not in html  # the header names the kind in words
+
+
+def test_a_models_kind_reads_as_its_label_when_the_version_is_gone(client, ann):
+    job = Job.objects.create(kind="campaign_model", title="Campaign model", status=Job.Status.SUCCEEDED,
+                             result={"version": 999_999, "number": 2, "kind": "xgboost"})
+    client.force_login(ann)
+    html = client.get(reverse("jobs:detail", kwargs={"pk": job.pk})).content.decode()
+    assert "model #999999, no longer stored" in html and ">Number</dt><dd class=\"col-sm-9\">2<" in html
     assert '>Model</dt><dd class="col-sm-9">XGBoost</dd>' in html and ">Kind<" not in html  # the label, not "xgboost"
-    assert ">Number<" not in html  # the version's line already says v2
+
+
+def test_a_job_done_without_reporting_progress_shows_a_full_bar_and_its_kind_in_words(client, ann):
+    job = Job.objects.create(kind="stream_forecast", title="Forecasts", status=Job.Status.SUCCEEDED)  # progress 0
+    unknown = Job.objects.create(kind="mix_fit_v2", title="Other", status=Job.Status.RUNNING, progress=0.4)
+    assert job.percent == 100 and unknown.percent == 40
+    assert job.kind_label == "Stream forecasts" and unknown.kind_label == "Mix fit v2"
+    client.force_login(ann)
+    html = client.get(reverse("jobs:detail", kwargs={"pk": job.pk})).content.decode()
+    assert 'aria-valuenow="100"' in html and "bg-success" in html and "Stream forecasts · created" in html

@@ -304,3 +304,15 @@ def test_the_list_shows_the_calibration_error_column(client_for, ann, gated, tra
     html = client_for(ann).get(reverse("models:list")).content.decode()
     assert "Calibration error" in html
     assert floatformat(model.metrics["auc"], 3) in html and floatformat(model.metrics["calibration_error"], 3) in html
+
+
+def test_a_campaigns_models_are_headed_by_the_campaigns_name_and_link_to_it(client_for, ann, versions, db):
+    from marketing.models import Campaign
+
+    campaign = Campaign.objects.create(name="Summer K-pop push")
+    ModelVersion.objects.filter(key=KEY).update(campaign_id=campaign.pk)  # trained_on recorded no name
+    registry.register_candidate("campaign:999", "logistic", artefact(), campaign_id=999)  # its campaign is gone
+    html = client_for(ann).get(reverse("models:list")).content.decode()
+    link = reverse("campaigns:detail", args=[campaign.pk])
+    assert f'<span class="fw-semibold">{KEY}</span> <span class="text-muted">· <a class="link-secondary" href="{link}">Summer K-pop push</a>' in html
+    assert '<span class="fw-semibold">campaign:999</span></span>' in html  # nothing to name, nothing made up
