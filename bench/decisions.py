@@ -16,12 +16,13 @@ SECURE_SSL_REDIRECT off (plain HTTP on the loopback; set only in gunicorn's envi
 throttle counters, and DJANGO_SETTINGS_MODULE=bench.bench_settings (the product's settings and URLs plus
 `POST /bench/baseline`: same authentication, scope, throttle and parsing, one indexed customer lookup).
 A cheap asyncio HTTP/1.1 keep-alive client drives both endpoints with --connections concurrent connections
-(closed loop, saturation), then decisions at a fixed --rate on a timetable (open loop: latency is measured
+(closed loop, saturation) in --rounds interleaved rounds (baseline, decisions, baseline, …; each round on new
+connections), then decisions at a fixed --rate on a timetable (open loop: latency is measured
 from each request's scheduled send time, so queueing counts). Afterwards it checks that no customer was
 served past any count cap or inside any minimum gap.
 
-Prints `name: value` lines on stdout (progress on stderr): decisions_rps, baseline_rps, throughput_ratio
-(goal ≥ 0.5), p50_ms, p99_ms (goal p99 ≤ 50), the non-2xx counts, the decision reasons, caps_exceeded; and,
+Prints `name: value` lines on stdout (progress on stderr): decisions_rps, baseline_rps (over all rounds),
+throughput_ratios (each round's) and throughput_ratio (their median; goal ≥ 0.5), p50_ms, p99_ms (goal p99 ≤ 50), the non-2xx counts, the decision reasons, caps_exceeded; and,
 measured in-process before the HTTP runs, champion_added_p99_ms (goal ≤ 5): the p99 of ordering a model-ranked
 request with the campaigns' champion models minus the p99 with the interim rates (see champion_latency).
 Exits 1 when a cap was exceeded or a saturated run got no successful response; slow is not wrong.
@@ -38,6 +39,7 @@ import random
 import secrets
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import time
@@ -68,7 +70,9 @@ def parse_args() -> argparse.Namespace:
                         help="passed to seed_demo (its default: 20); lower it if seeding is too slow")
     parser.add_argument("--connections", type=int, default=64, help="concurrent keep-alive connections (closed loop)")
     parser.add_argument("--warmup", type=float, default=3.0, help="seconds of load before each measurement")
-    parser.add_argument("--duration", type=float, default=20.0, help="measured seconds of each closed-loop run")
+    parser.add_argument("--duration", type=float, default=30.0,
+                        help="measured seconds of each endpoint's closed-loop runs, split over --rounds")
+    parser.add_argument("--rounds", type=int, default=5, help="interleaved baseline / decisions rounds (median ratio)")
     parser.add_argument("--rate", type=float, default=300.0, help="decisions per second of the open-loop run")
     parser.add_argument("--open-duration", type=float, default=30.0, help="measured seconds of the open-loop run")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn worker processes")
@@ -425,6 +429,12 @@ class Result:
     def ok(self) -> int:
         return self.statuses["2xx"]
 
+    def add(self, other: "Result") -> None:
+        self.statuses.update(other.statuses)
+        self.latencies += other.latencies
+        self.seconds += other.seconds
+        self.unfinished += other.unfinished
+
     @property
     def errors(self) -> int:
         return sum(n for kind, n in self.statuses.items() if kind != "2xx")
@@ -619,16 +629,27 @@ def main() -> None:
 
         figure("connections", args.connections)
         figure("duration_s", args.duration)
-        log(f"closed loop: baseline, {args.connections} connections, {args.warmup:g} s warm-up + {args.duration:g} s")
-        baseline = asyncio.run(closed_loop(server.port, token, BASELINE_PATH, requests, args.connections, args.warmup,
-                                           args.duration))
+        figure("rounds", args.rounds)
+        # Interleaved rounds, each on new connections: how the server's workers happen to share the connections
+        # (and what else the machine runs) varies from one run to the next; the median of the rounds' ratios
+        # is steadier than one long run of each.
+        baseline, decisions, ratios = Result(), Result(), []
+        each = args.duration / args.rounds
+        for n in range(1, args.rounds + 1):
+            log(f"round {n}/{args.rounds}, closed loop: baseline, then decisions, {args.connections} connections, "
+                f"{args.warmup:g} s warm-up + {each:g} s each")
+            base = asyncio.run(closed_loop(server.port, token, BASELINE_PATH, requests, args.connections, args.warmup, each))
+            decided = asyncio.run(closed_loop(server.port, token, DECISIONS_PATH, requests, args.connections, args.warmup, each))
+            baseline.add(base)
+            decisions.add(decided)
+            if base.ok:
+                ratios.append(decided.ok / base.ok)
+                log(f"round {n}: baseline {base.ok / each:.1f}/s, decisions {decided.ok / each:.1f}/s, ratio {ratios[-1]:.2f}")
         print_closed("baseline", baseline)
-        log(f"closed loop: decisions, {args.connections} connections, {args.warmup:g} s warm-up + {args.duration:g} s")
-        decisions = asyncio.run(closed_loop(server.port, token, DECISIONS_PATH, requests, args.connections, args.warmup,
-                                            args.duration))
         print_closed("decisions", decisions)
-        if baseline.ok:
-            figure("throughput_ratio", f"{decisions.ok / baseline.ok:.2f}")
+        if ratios:
+            figure("throughput_ratios", ",".join(f"{r:.2f}" for r in ratios))
+            figure("throughput_ratio", f"{statistics.median(ratios):.2f}")
 
         log(f"open loop: decisions at {args.rate:g}/s, {args.warmup:g} s warm-up + {args.open_duration:g} s")
         steady = asyncio.run(open_loop(server.port, token, DECISIONS_PATH, requests, args.rate, args.warmup,

@@ -16,9 +16,10 @@ observable and every decision can be evaluated off-line later (ml.ope):
 
 `allocate` returns these mixed probabilities; `choose` samples from them and returns the
 probability of the arm it picked — the propensity to log. The posterior probabilities are
-estimated by Monte Carlo (`draws` samples per arm, standard error at most 0.5/sqrt(draws));
-the propensity is nevertheless exact for the decision taken, because the arm is drawn
-from the very vector returned, so importance weights built from it are unbiased.
+computed by quadrature (to ~1e-5) for Beta posteriors with α, β ≥ 1, and estimated by
+Monte Carlo otherwise (`draws` samples per arm, standard error at most 0.5/sqrt(draws)); either
+way the propensity is exact for the decision taken, because the arm is drawn from the very
+vector returned, so importance weights built from it are unbiased.
 """
 
 from __future__ import annotations
@@ -79,16 +80,54 @@ def _posterior(arms: Sequence[Arm]) -> tuple[np.ndarray, np.ndarray]:
 
 def best_arm_probabilities(arms: Sequence[Arm], rng: np.random.Generator, draws: int = 10_000,
                            chunk: int = 20_000) -> np.ndarray:
-    """P(arm i has the highest success rate) under the posterior, by Monte Carlo (exact for one arm)."""
+    """P(arm i has the highest success rate) under the posterior.
+
+    By quadrature (`_best_arm_exact`) when every Beta has α, β ≥ 1, as with the default uniform
+    prior: to ~1e-5, and several times faster than sampling. Otherwise (a prior below 1 makes
+    a density unbounded at 0 or 1) by Monte Carlo with `draws` samples per arm.
+    """
     alpha, beta = _posterior(arms)
     if len(arms) == 1:
         return np.ones(1)
+    if (alpha >= 1).all() and (beta >= 1).all():
+        return _best_arm_exact(alpha, beta)
     wins = np.zeros(len(arms))
     for start in range(0, draws, chunk):
         size = min(chunk, draws - start)
         samples = rng.beta(alpha, beta, size=(size, len(arms)))
         wins += np.bincount(samples.argmax(axis=1), minlength=len(arms))
     return wins / draws
+
+
+_GAUSS_NODES, _GAUSS_WEIGHTS = np.polynomial.legendre.leggauss(8)
+_SPREAD = (-10.0, -4.0, -1.5, 1.5, 4.0, 10.0)  # breakpoints per arm, in posterior standard deviations
+
+
+def _best_arm_exact(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
+    """P(θ_i = max_j θ_j) = ∫ f_i(x) Π_{j≠i} F_j(x) dx for Beta posteriors, by composite Gauss–Legendre.
+
+    The interval [0, 1] is cut at every arm's mean ± 1.5, 4 and 10 standard deviations, and each
+    piece gets 8 nodes, so a sharp posterior (a well-known ad) is resolved as finely as a broad one
+    (a new ad) wherever either has mass: within 2e-5 of a 40-node, ±15 sd rule on random arms, in
+    ~70 µs for three arms (2,000 Monte Carlo draws: ~300 µs, standard error up to 0.011).
+    Needs α, β ≥ 1 (bounded densities).
+    """
+    from scipy import special
+
+    total = alpha + beta
+    mean, sd = alpha / total, np.sqrt(alpha * beta / (total * total * (total + 1.0)))
+    cuts = np.unique(np.clip(np.concatenate([[0.0, 1.0], (mean[:, None] + sd[:, None] * np.array(_SPREAD)).ravel()]), 0.0, 1.0))
+    low, width = cuts[:-1], np.diff(cuts)
+    keep = width > 0
+    low, width = low[keep], width[keep]
+    x = (low[:, None] + width[:, None] * (_GAUSS_NODES + 1.0) / 2.0).ravel()
+    w = (width[:, None] * _GAUSS_WEIGHTS / 2.0).ravel()
+    a, b = alpha[:, None], beta[:, None]
+    log_pdf = (a - 1.0) * np.log(x) + (b - 1.0) * np.log1p(-x) - special.betaln(alpha, beta)[:, None]
+    log_cdf = np.log(np.maximum(special.betainc(a, b, x), 1e-300))
+    # Π_{j≠i} F_j(x) = exp(Σ_j log F_j(x) − log F_i(x)): one pass for all arms.
+    p = (np.exp(log_pdf + log_cdf.sum(axis=0) - log_cdf) * w).sum(axis=1)
+    return p / p.sum()
 
 
 def slot_probabilities(arms: Sequence[Arm], slots: int, rng: np.random.Generator, draws: int = 100_000,

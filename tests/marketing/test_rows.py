@@ -60,3 +60,43 @@ def test_memberships_read_with_the_customer_need_no_query(listener, django_asser
     loaded = rows.customer_with_persona(listener.external_id)
     with django_assert_num_queries(0):
         assert rows.memberships(loaded, [audience.pk, audience.pk + 1]) == {audience.pk}
+
+
+def test_an_insert_writes_what_bulk_create_writes(listener):
+    import uuid
+
+    from django.db import connection
+    from django.db.models.functions import Now
+
+    from marketing.models import Channel, Decision, Placement, ServedAd
+
+    channel = Channel.objects.create(name="Push", kind="push", cost_model="send", unit_cost=0)
+    placement = Placement.objects.create(slug="p", name="P", channel=channel)
+    now = timezone.now()
+
+    def decision(**kw):
+        return Decision(id=uuid.uuid4(), customer=listener, placement=placement, created_at=now, eligible=[3, 4], chosen=[3],
+                        reason="model", propensity=0.25, context={"screen": "home", "n": [1, 2]}, **kw)
+
+    ours, theirs = decision(), decision()
+    sql, params = rows.insert([ours])
+    assert sql.startswith('INSERT INTO "marketing_decision"' if connection.vendor == "postgresql" else "INSERT INTO")
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    Decision.objects.bulk_create([theirs])
+    fields = [f.attname for f in Decision._meta.concrete_fields if f.attname != "id"]
+    assert (Decision.objects.filter(pk=ours.pk).values(*fields).get() == Decision.objects.filter(pk=theirs.pk).values(*fields).get())
+
+    decision_id = uuid.uuid4()
+    served = [ServedAd(decision=decision_id, customer_id=listener.pk, ad_id=1, campaign_id=1, placement=placement,
+                       channel_id=channel.pk, served_at=now) for _ in range(2)]
+    sql, params = rows.insert(served)
+    assert sql.count("(%s") == 2 and len(params) == 2 * len(rows._insert_fields(ServedAd))  # two rows of values
+    assert rows.insert(served) == (sql, params)  # the statement is made once per row count
+    # An expression goes through the ORM's compiler, as bulk_create would take it.
+    late = decision(model_version="")
+    late.created_at = Now()
+    sql, params = rows.insert([late])
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+    assert Decision.objects.get(pk=late.pk).created_at >= now

@@ -59,3 +59,38 @@ def test_slot_probabilities_fill_each_slot_once():
     np.testing.assert_allclose(p.sum(axis=0), 1.0)
     assert p[:, :3].sum(axis=1).max() <= 1.0 + 1e-9  # an arm is shown at most once per ranking
     assert p[4, 0] > 0.9 and p[0, 0] < 0.01
+
+
+def test_best_arm_probabilities_are_exact_where_they_have_a_closed_form():
+    from ml.bandits import best_arm_probabilities
+
+    rng = np.random.default_rng(4)
+    # Beta(2, 1) against a uniform: P(X > Y) = ∫ 2x · x dx = 2/3.
+    np.testing.assert_allclose(best_arm_probabilities([Arm("a", 1, 0), Arm("b")], rng), [2 / 3, 1 / 3], atol=1e-6)
+    np.testing.assert_allclose(best_arm_probabilities([Arm(i) for i in range(3)], rng), [1 / 3] * 3, atol=1e-6)
+    # Beta(1, 2), Beta(2, 1) and a uniform: f = 2(1 − x), 2x, 1 and F = 1 − (1 − x)², x², x, so
+    # P(low best) = ∫ 2(1 − x) · x² · x dx = 1/10, P(high best) = ∫ 2x · (2x − x²) · x dx = 3/5, P(uniform best) = 3/10.
+    by_hand = [1 / 10, 3 / 5, 3 / 10]
+    np.testing.assert_allclose(best_arm_probabilities([Arm("low", 0, 1), Arm("high", 1, 0), Arm("u")], rng), by_hand, atol=1e-6)
+
+
+def test_best_arm_probabilities_agree_with_sampling_for_sharp_and_broad_posteriors_alike():
+    from ml.bandits import best_arm_probabilities
+
+    rng = np.random.default_rng(5)
+    # A well-known ad (2,000 impressions), two younger ones, a new one: the sharp posterior sits inside the broad ones.
+    arms = [Arm("known", 0.06 * 2000, 0.94 * 2000), Arm("young", 3, 40), Arm("younger", 1, 9), Arm("new")]
+    exact = best_arm_probabilities(arms, rng)
+    alpha, beta = np.array([a.alpha for a in arms]), np.array([a.beta for a in arms])
+    sampled = np.bincount(rng.beta(alpha, beta, size=(400_000, 4)).argmax(axis=1), minlength=4) / 400_000
+    assert exact.sum() == pytest.approx(1.0)
+    np.testing.assert_allclose(exact, sampled, atol=0.003)  # 4 standard errors of the sample at most
+
+
+def test_a_prior_below_one_falls_back_to_sampling():
+    from ml.bandits import best_arm_probabilities
+
+    arms = [Arm("a", prior_alpha=0.5, prior_beta=0.5), Arm("b", 2, 2)]
+    p = best_arm_probabilities(arms, np.random.default_rng(6), draws=50_000)
+    assert p.sum() == pytest.approx(1.0) and 0.3 < p[0] < 0.7
+    assert not np.array_equal(p, best_arm_probabilities(arms, np.random.default_rng(7), draws=50_000))  # sampled
