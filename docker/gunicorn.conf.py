@@ -44,6 +44,11 @@ timeout = _int("GUNICORN_TIMEOUT", 120, 1)
 graceful_timeout = _int("GUNICORN_GRACEFUL_TIMEOUT", 30, 1)
 keepalive = _int("GUNICORN_KEEPALIVE", 5, 0)
 
+# The master imports the application (config/wsgi.py warms it: views, decision engine, the model
+# libraries) before forking, so every worker — the ones max_requests recycles too — starts warm and
+# shares those pages. Code changes need a restart, not a HUP.
+preload_app = True
+
 # Recycle workers now and then so slow leaks (pandas, numpy buffers) cannot grow forever.
 max_requests = _int("GUNICORN_MAX_REQUESTS", 1000, 0)
 max_requests_jitter = _int("GUNICORN_MAX_REQUESTS_JITTER", 100, 0)

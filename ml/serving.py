@@ -6,7 +6,8 @@ an online model rewritten in place (its revision moves), is picked up within tha
 whatever the cache backend; in the process that promoted,
 the registry calls `forget` after commit and the change is seen at once.
 
-Heavy libraries (xgboost, sklearn through pickle) are imported only when a model loads.
+Heavy libraries (xgboost, sklearn through pickle) are imported only when a model loads, except
+in a web server, which imports them at start-up (`warm`, called by config/wsgi.py).
 """
 
 from __future__ import annotations
@@ -112,6 +113,14 @@ def champion(key: str) -> Any | None:
             number = version.version
         _loaded[key] = _Loaded(version_id, model, time.monotonic(), number, revision)
         return model
+
+
+def warm() -> None:
+    """Import what loading and scoring a champion needs, so a new web worker's first model-ranked decision
+    does not pay for it (~2 s, mostly scikit-learn, which the pickled scorers reference)."""
+    import sklearn.linear_model  # noqa: F401
+    import xgboost  # noqa: F401
+    from scipy import special  # noqa: F401  (ml.bandits' quadrature)
 
 
 def champion_version_id(key: str) -> int | None:

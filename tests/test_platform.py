@@ -26,6 +26,16 @@ def test_importing_the_web_urls_loads_neither_torch_nor_xgboost():
     assert result.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("warm, loaded", [("true", "['marketing.decisions', 'sklearn', 'xgboost']"), ("false", "[]")])
+def test_the_wsgi_application_loads_the_decision_path_and_the_model_libraries_at_start_up(warm, loaded):
+    # A worker gunicorn forks (or recycles) must not spend its first model-ranked decision importing scikit-learn.
+    wanted = "('torch', 'xgboost', 'sklearn', 'marketing.decisions')"
+    result = run_python(f"import sys, config.wsgi; print(sorted(m for m in {wanted} if m in sys.modules))",
+                        DEBUG="true", WSGI_WARM=warm)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == loaded  # never torch: the web process has no use for it
+
+
 def test_check_deploy_is_clean_with_production_settings():
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT, capture_output=True, text=True,
