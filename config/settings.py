@@ -276,6 +276,8 @@ if not DEBUG:
 DELIVERY_SETUP_SECONDS = envint("DELIVERY_SETUP_SECONDS", 5, minimum=0)
 # How often a process re-reads campaign spend to stop spent budgets (0: on every decision).
 BUDGET_CHECK_SECONDS = envint("BUDGET_CHECK_SECONDS", 1, minimum=0)
+# A campaign's spend of a day is kept in this many rows (by customer), so concurrent decisions do not queue on one row lock.
+SPEND_SHARDS = envint("SPEND_SHARDS", 8, minimum=1)
 
 # Auto-modelling: how far back a campaign's model learns from, and at most how many decisions;
 # how often serving campaigns retrain; the bandit between ads of a ranked set (see marketing/decisions.py).

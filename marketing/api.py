@@ -194,7 +194,8 @@ def _accrue_event_costs(events: list[Event]) -> None:
                 .select_related("placement__channel")}
     for event in paid:
         if event.decision_id in channels:
-            spend.accrue(event.campaign_id, spend.cost_of_event(channels[event.decision_id], event.type), event.occurred_at)
+            spend.accrue(event.campaign_id, spend.cost_of_event(channels[event.decision_id], event.type), event.occurred_at,
+                         spend.shard_of(event.customer_id))
 
 
 class EventBatch(APIView):

@@ -269,18 +269,20 @@ def record(decision: Decision, served: list[ServedAd], cost: Decimal, now: datet
     """Write the served ads, the decision and what serving them cost each campaign (under the customer's cap lock).
 
     On PostgreSQL one statement does all three (data-modifying CTEs; the ORM's three writes cost two
-    more round trips and ~2 ms more per decision). The day's spend row is shared by every decision of
-    the campaign, so it is updated last, and its row lock is held only until the commit that follows.
-    A campaign's first serve of the day finds no row to update and makes it (spend.accrue).
+    more round trips and ~2 ms more per decision). The day's spend row (one of SPEND_SHARDS, by
+    customer) is shared with other decisions of the campaign, so it is updated last, and its row lock
+    is held only until the commit that follows. A campaign's first serve of the day in a shard finds no
+    row to update and makes it (spend.accrue).
     """
     costs: dict[int, Decimal] = {}
     for row in served if cost else ():
         costs[row.campaign_id] = costs.get(row.campaign_id, 0) + cost
+    shard = spend.shard_of(decision.customer_id)
     if connection.vendor != "postgresql":
         ServedAd.objects.bulk_create(served)
         decision.save(force_insert=True)
         for campaign_id, amount in costs.items():
-            spend.accrue(campaign_id, amount, now)
+            spend.accrue(campaign_id, amount, now, shard)
         return
     parts, params = [], []
     if served:
@@ -288,7 +290,7 @@ def record(decision: Decision, served: list[ServedAd], cost: Decimal, now: datet
         parts.append(f"served AS ({sql})")
         params += values
     if costs:
-        sql, values = spend.accrual_update(costs, now)
+        sql, values = spend.accrual_update(costs, now, shard)
         parts.append(f"spent AS ({sql})")
         params += values
     sql, values = rows.insert([decision])
@@ -298,8 +300,8 @@ def record(decision: Decision, served: list[ServedAd], cost: Decimal, now: datet
     with connection.cursor() as cursor:
         cursor.execute(statement, params + values)
         updated = set(cursor.fetchone()[0] or []) if costs else set()
-    for campaign_id in costs.keys() - updated:  # the campaign's first serve of the day: its row is made here
-        spend.accrue(campaign_id, costs[campaign_id], now)
+    for campaign_id in costs.keys() - updated:  # the campaign's first serve of the day in this shard: its row is made here
+        spend.accrue(campaign_id, costs[campaign_id], now, shard)
 
 
 def _withheld(customer: Customer, placement: Placement, planned: Route, withheld: list[Ad], now: datetime) -> dict:

@@ -28,6 +28,7 @@ from decimal import Decimal
 from typing import Iterator
 
 from django.db import IntegrityError, connection, transaction
+from django.db.models import Sum
 from django.utils import timezone
 
 from audiences.models import AudienceMember, Customer, Persona, Segment
@@ -181,7 +182,7 @@ def _budget_rows(campaign: Campaign, placement: Placement, now: datetime) -> int
         spent = sum(CampaignSpend.objects.filter(campaign=campaign).values_list("amount", flat=True), Decimal(0))
         left.append(campaign.total_budget - spent)
     if campaign.daily_budget is not None:
-        today = CampaignSpend.objects.filter(campaign=campaign, day=timezone.localdate(now)).values_list("amount", flat=True).first()
+        today = CampaignSpend.objects.filter(campaign=campaign, day=timezone.localdate(now)).aggregate(s=Sum("amount"))["s"]
         left.append(campaign.daily_budget - (today or Decimal(0)))
     return max(int(min(left) / cost), 0) if left else None
 

@@ -436,14 +436,20 @@ class DeliveryBatch(models.Model):
 
 
 class CampaignSpend(models.Model):
-    """What a campaign spent on one day, accrued through its channels' cost models (see spend.py)."""
+    """What a campaign spent on one day, accrued through its channels' cost models (see spend.py).
+
+    A day's spend is split over up to SPEND_SHARDS rows (`shard`: the customer id modulo it, for
+    decisions): every decision updates its campaign's row of the day and holds that row's lock until
+    it commits, so one row would make a campaign's concurrent decisions queue. Readers sum the rows.
+    """
 
     campaign = models.ForeignKey(Campaign, on_delete=models.CASCADE, related_name="spend")
     day = models.DateField()
+    shard = models.PositiveSmallIntegerField(default=0)
     amount = models.DecimalField(max_digits=14, decimal_places=4, default=0)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["campaign", "day"], name="campaign_spend_once_a_day")]
+        constraints = [models.UniqueConstraint(fields=["campaign", "day", "shard"], name="campaign_spend_once_a_day_and_shard")]
 
 
 class ExternalSpend(models.Model):

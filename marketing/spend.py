@@ -35,29 +35,34 @@ def cost_of_event(channel: Channel, event_type: str) -> Decimal:
     return Decimal(0)
 
 
-def accrue(campaign_id: int, amount: Decimal, now: datetime) -> None:
-    """Add to the campaign's spend of the day, atomically (concurrent decisions add, never overwrite)."""
+def shard_of(customer_id: int | None) -> int:
+    """The spend row of the day a customer's costs go to (CampaignSpend.shard)."""
+    return (customer_id or 0) % settings.SPEND_SHARDS
+
+
+def accrue(campaign_id: int, amount: Decimal, now: datetime, shard: int = 0) -> None:
+    """Add to the campaign's spend of the day (in row `shard`), atomically (concurrent decisions add, never overwrite)."""
     if not amount:
         return
     day = timezone.localdate(now)
-    today = CampaignSpend.objects.filter(campaign_id=campaign_id, day=day)
-    if today.update(amount=F("amount") + amount):  # the day's row exists but for the day's first serve: one statement
+    today = CampaignSpend.objects.filter(campaign_id=campaign_id, day=day, shard=shard)
+    if today.update(amount=F("amount") + amount):  # the row exists but for its first serve of the day: one statement
         return
-    CampaignSpend.objects.bulk_create([CampaignSpend(campaign_id=campaign_id, day=day)], ignore_conflicts=True)
+    CampaignSpend.objects.bulk_create([CampaignSpend(campaign_id=campaign_id, day=day, shard=shard)], ignore_conflicts=True)
     today.update(amount=F("amount") + amount)
 
 
-def accrual_update(costs: dict[int, Decimal], now: datetime) -> tuple[str, list]:
+def accrual_update(costs: dict[int, Decimal], now: datetime, shard: int = 0) -> tuple[str, list]:
     """PostgreSQL: one UPDATE adding each campaign's cost to its row of the day, returning the campaigns it found.
 
-    For a data-modifying CTE (decisions.record); a campaign it did not find has no row yet today:
-    `accrue` it, which makes the row.
+    For a data-modifying CTE (decisions.record); a campaign it did not find has no row yet today (in
+    this shard): `accrue` it, which makes the row.
     """
     pairs = ", ".join(["(%s::bigint, %s::numeric)"] * len(costs))
     statement = (f"UPDATE {CampaignSpend._meta.db_table} s SET amount = s.amount + v.amount "
                  f"FROM (VALUES {pairs}) AS v(campaign_id, amount) "
-                 "WHERE s.campaign_id = v.campaign_id AND s.day = %s RETURNING s.campaign_id")
-    return statement, [x for pair in costs.items() for x in pair] + [timezone.localdate(now)]
+                 "WHERE s.campaign_id = v.campaign_id AND s.day = %s AND s.shard = %s RETURNING s.campaign_id")
+    return statement, [x for pair in costs.items() for x in pair] + [timezone.localdate(now), shard]
 
 
 _spent: dict[tuple, tuple[float, dict, dict]] = {}

@@ -54,7 +54,8 @@ def campaign_list(request):
     today = timezone.localdate()
     totals = dict(CampaignSpend.objects.filter(campaign_id__in=ids).values("campaign_id").annotate(s=Sum("amount"))
                   .values_list("campaign_id", "s"))
-    todays = dict(CampaignSpend.objects.filter(campaign_id__in=ids, day=today).values_list("campaign_id", "amount"))
+    todays = dict(CampaignSpend.objects.filter(campaign_id__in=ids, day=today).values("campaign_id").annotate(s=Sum("amount"))
+                  .values_list("campaign_id", "s"))
     for c in page:
         c.spent, c.spent_today, c.badge = totals.get(c.pk) or 0, todays.get(c.pk) or 0, STATUS_BADGES[c.status]
     context = {"page_obj": page, "q": q, "status": status, "statuses": Campaign.Status.choices,
@@ -106,7 +107,7 @@ def campaign_detail(request, pk: int):
         ad.explore_days_left = max(0, campaign.explore_days - (now - ad.created_at).days)
     caps = FrequencyCap.objects.filter(Q(campaign=campaign) | Q(ad__campaign=campaign)).select_related("ad", "campaign")
     spent = CampaignSpend.objects.filter(campaign=campaign).aggregate(s=Sum("amount"))["s"] or Decimal(0)
-    spent_today = CampaignSpend.objects.filter(campaign=campaign, day=timezone.localdate()).values_list("amount", flat=True).first() or 0
+    spent_today = CampaignSpend.objects.filter(campaign=campaign, day=timezone.localdate()).aggregate(s=Sum("amount"))["s"] or 0
     chart, served_14d = _daily_chart(campaign, [a.pk for a in ads])
     moves = [(s, *MOVES[s]) for s in (Campaign.Status.EXPLORING, Campaign.Status.LIVE, Campaign.Status.PAUSED,
                                       Campaign.Status.ENDED) if campaign.can_move_to(s)]
@@ -135,7 +136,8 @@ def _daily_chart(campaign: Campaign, ad_ids: list[int], days: int = 14) -> tuple
     """Spend and served ads per day over the last `days` days (a bar and a line on two axes)."""
     today = timezone.localdate()
     first = today - timedelta(days=days - 1)
-    spend = dict(CampaignSpend.objects.filter(campaign=campaign, day__gte=first).values_list("day", "amount"))
+    spend = dict(CampaignSpend.objects.filter(campaign=campaign, day__gte=first).values("day").annotate(s=Sum("amount"))
+                 .values_list("day", "s"))
     start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
     served = dict(ServedAd.objects.filter(ad_id__in=ad_ids, served_at__gte=start).annotate(day=TruncDate("served_at"))
                   .values("day").annotate(n=Count("id")).values_list("day", "n"))

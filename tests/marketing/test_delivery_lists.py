@@ -104,6 +104,19 @@ def test_the_budget_limits_the_list_and_is_spent_once(push):
     assert fetch(push, key="more") == []
 
 
+def test_the_days_budget_counts_what_decisions_spent_in_every_shard(push):
+    from django.utils import timezone
+
+    Campaign.objects.filter(pk=push["upsell"].pk).update(daily_budget=Decimal("5.00"))
+    push["upsell"].refresh_from_db()
+    today = timezone.localdate()
+    for shard, amount in ((0, "1.00"), (3, "1.50"), (6, "1.00")):  # what decisions accrued today, by customer
+        CampaignSpend.objects.create(campaign=push["upsell"], day=today, shard=shard, amount=Decimal(amount))
+    rows = fetch(push, size=300)
+    assert len(rows) == 150  # 1.50 left at 0.01 a send
+    assert sum(CampaignSpend.objects.filter(campaign=push["upsell"], day=today).values_list("amount", flat=True)) == Decimal("5.00")
+
+
 def test_after_exploration_each_segment_gets_its_best_ad_and_the_fit_check_leaves_out_the_unfit(push):
     from audiences.models import Persona
     from marketing import rates

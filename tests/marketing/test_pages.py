@@ -103,12 +103,15 @@ def test_editing_a_campaign_keeps_its_status(as_mark, shop):
 
 def test_the_list_opens_with_its_figures_and_finds_campaigns_by_name(as_mark, shop):
     today = timezone.localdate()
-    CampaignSpend.objects.create(campaign=shop["release"], day=today, amount=Decimal("12.5"))
+    CampaignSpend.objects.create(campaign=shop["release"], day=today, amount=Decimal("10"))
+    CampaignSpend.objects.create(campaign=shop["release"], day=today, shard=5, amount=Decimal("2.5"))  # today: 12.50
     CampaignSpend.objects.create(campaign=shop["release"], day=today.replace(day=1) if today.day > 1 else today - timezone.timedelta(days=1),
                                  amount=Decimal("7.5"))
     Campaign.objects.create(name="Premium upsell")
     page = text(as_mark.get(reverse("campaigns:list")))
     assert "Serving now" in page and "of 2 campaigns" in page and "12.50" in page and "20.00" in page
+    detail = as_mark.get(reverse("campaigns:detail", args=[shop["release"].pk]))
+    assert detail.context["spent_today"] == Decimal("12.5") and detail.context["spent"] == Decimal("20")
     found = text(as_mark.get(reverse("campaigns:list"), {"q": "upsell"}, HTTP_HX_REQUEST="true"))
     assert "Premium upsell" in found and "K-pop release" not in found and "<html" not in found
 

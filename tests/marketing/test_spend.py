@@ -11,6 +11,7 @@ from audiences.models import Customer
 from marketing import spend
 from marketing.decisions import decide
 from marketing.models import Ad, Campaign, CampaignSpend, Channel, Decision, Placement, ServedAd
+from marketing.spend import shard_of
 
 MORNING = timezone.localtime().replace(hour=6, minute=0, second=0, microsecond=0)
 
@@ -53,8 +54,10 @@ def test_one_decision_serving_several_ads_accrues_each_campaign_and_day(push):
     decide(second, placement, now=MORNING)  # the rows exist now: updated in place
     decide(first, placement, now=MORNING + timedelta(days=1))  # a new day: new rows
     assert spent(push["campaign"]) == 6 and spent(other) == 3
-    assert CampaignSpend.objects.filter(campaign=push["campaign"]).count() == 2
-    assert CampaignSpend.objects.get(campaign=other, day=timezone.localdate(MORNING)).amount == 2
+    assert set(CampaignSpend.objects.filter(campaign=push["campaign"]).values_list("day", flat=True)) == {
+        timezone.localdate(MORNING), timezone.localdate(MORNING + timedelta(days=1))}
+    day_one = CampaignSpend.objects.filter(campaign=other, day=timezone.localdate(MORNING))
+    assert sorted(day_one.values_list("shard", "amount")) == sorted([(shard_of(first.pk), 1), (shard_of(second.pk), 1)])
     stored = Decision.objects.get(pk=decision.pk)  # written by the same statement as the served ads and the spend
     served = ServedAd.objects.filter(decision=decision.pk)
     assert len(stored.chosen) == 3 and sorted(stored.chosen) == sorted(served.values_list("ad_id", flat=True))
@@ -105,3 +108,23 @@ def test_with_a_budget_check_interval_a_spent_budget_stops_delivery_within_that_
     now[0] += 1.01
     assert decide(customers(1)[0], push["placement"], now=MORNING)[1] == []  # re-read: the budget is spent
     spend._spent.clear()
+
+
+def test_a_days_spend_is_spread_over_shard_rows_by_customer_and_read_as_one(push, settings):
+    """Concurrent decisions of one campaign update different rows (no queue on one row lock); budgets and pages sum them."""
+    settings.SPEND_SHARDS = 3
+    Campaign.objects.filter(pk=push["campaign"].pk).update(total_budget=None, daily_budget=100)
+    listeners = customers(7)
+    for customer in listeners:
+        assert decide(customer, push["placement"], now=MORNING)[1]
+    rows = dict(CampaignSpend.objects.filter(campaign=push["campaign"]).values_list("shard", "amount"))
+    expected = {}
+    for customer in listeners:
+        expected[customer.pk % 3] = expected.get(customer.pk % 3, 0) + 1
+    assert rows == expected and len(rows) == 3 and spent(push["campaign"]) == 7
+    # The budget check counts every shard: a daily budget of 7 sends is spent now.
+    spend._spent.clear()
+    Campaign.objects.filter(pk=push["campaign"].pk).update(daily_budget=7)
+    assert decide(customers(1)[0], push["placement"], now=MORNING)[0].reason == "none"
+    assert "today's budget spent (7.00 of 7.00)" in spend.budget_blocks([Campaign.objects.get(pk=push["campaign"].pk)], MORNING).values()
+
