@@ -345,10 +345,11 @@ def test_the_simulators_control_decisions_answer_organically_tied_to_the_decisio
     Campaign.objects.update(control_share=0.5)
     traffic = simulator.Simulator(seed=4, log=lambda line: None)
     control = Event.objects.filter(decision__reason="control")
-    # Organic answers are rare (a few %), so 400 decisions with ~100 held out can, by chance, hold none: run on until some do.
-    for _ in range(4):
-        tally = traffic.run(once=400)
-        assert tally.errors == 0 and tally.reasons["control"] > 50
+    # Organic answers are rare (a few %), so 400 decisions with ~150 held out can, by chance, hold none: run on until some
+    # do. `once` counts the simulator's decisions so far, so each round asks for 400 more (the same 400 again would add none).
+    for n in range(1, 5):
+        tally = traffic.run(once=400 * n)
+        assert tally.decisions == 400 * n and tally.errors == 0 and tally.reasons["control"] > 50 * n
         if control.exists():
             break
     assert control.exists() and not control.filter(ad__isnull=False).exists()
