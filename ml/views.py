@@ -10,6 +10,8 @@ from django.core.paginator import Paginator
 from django.db.models import Count, Max, Q
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
+from django.utils import timezone
+from django.utils.formats import date_format
 from django.utils.text import slugify
 from django.views.decorators.http import require_GET, require_POST
 
@@ -79,6 +81,12 @@ def describe_result(result: dict) -> list[tuple[str, str, str]]:
         if isinstance(value, (list, tuple)):
             shown = ", ".join(text(v, depth + 1) for v in value[:10])
             return shown + (f" and {len(value) - 10:,} more" if len(value) > 10 else "") if value else "—"
+        if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":  # an ISO time
+            try:
+                moment = datetime.fromisoformat(value)
+            except ValueError:
+                return value
+            return date_format(timezone.localtime(moment) if timezone.is_aware(moment) else moment, "M j, Y, H:i")
         return str(value)
 
     def model_id(key: str, value) -> int | None:

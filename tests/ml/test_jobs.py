@@ -101,12 +101,14 @@ def test_jobs_whose_worker_vanished_are_reaped(db):
 def test_a_jobs_result_reads_as_text_not_as_python(client, ann):
     job = Job.objects.create(kind="personas", title="Personas", status=Job.Status.SUCCEEDED, result={
         "segments": {"loyal": 34, "casual": 2}, "r2_holdout": 0.87654, "rows": 12345, "promoted": True,
-        "ads": [1, 2, 3], "traceback": "Traceback (most recent call last)"})
+        "ads": [1, 2, 3], "traceback": "Traceback (most recent call last)", "as_of": "2026-12-03T17:25:28.476626+00:00",
+        "note": "2026-12-03 is not a time"})
     client.force_login(ann)
     html = client.get(reverse("jobs:detail", kwargs={"pk": job.pk})).content.decode()
     assert "<dt class=\"col-sm-3\">Segments</dt><dd class=\"col-sm-9\">loyal 34 · casual 2</dd>" in html
     assert ">R2 holdout</dt><dd class=\"col-sm-9\">0.877<" in html and ">12,345<" in html and ">yes<" in html
     assert ">1, 2, 3<" in html and "most recent call" not in html and "{&#x27;" not in html
+    assert ">As of</dt><dd class=\"col-sm-9\">Dec 3, 2026, 17:25<" in html and ">2026-12-03 is not a time<" in html
 
 
 def test_a_model_a_job_registered_reads_as_the_model_and_links_to_it(client, ann):
