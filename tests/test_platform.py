@@ -30,10 +30,13 @@ def test_importing_the_web_urls_loads_neither_torch_nor_xgboost():
 def test_the_wsgi_application_loads_the_decision_path_and_the_model_libraries_at_start_up(warm, loaded):
     # A worker gunicorn forks (or recycles) must not spend its first model-ranked decision importing scikit-learn.
     wanted = "('torch', 'xgboost', 'sklearn', 'marketing.decisions')"
-    result = run_python(f"import sys, config.wsgi; print(sorted(m for m in {wanted} if m in sys.modules))",
+    result = run_python(f"import sys, threading, config.wsgi; from django.db import connection; "
+                        f"print(sorted(m for m in {wanted} if m in sys.modules)); print(connection.connection, threading.active_count())",
                         DEBUG="true", WSGI_WARM=warm)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == loaded  # never torch: the web process has no use for it
+    modules, state = result.stdout.strip().splitlines()
+    assert modules == loaded  # never torch: the web process has no use for it
+    assert state == "None 1"  # nothing a forked worker would share with the preloading master: no connection, no thread
 
 
 def test_check_deploy_is_clean_with_production_settings():
