@@ -117,9 +117,7 @@ def _best_arm_exact(alpha: np.ndarray, beta: np.ndarray) -> np.ndarray:
     total = alpha + beta
     mean, sd = alpha / total, np.sqrt(alpha * beta / (total * total * (total + 1.0)))
     cuts = np.unique(np.clip(np.concatenate([[0.0, 1.0], (mean[:, None] + sd[:, None] * np.array(_SPREAD)).ravel()]), 0.0, 1.0))
-    low, width = cuts[:-1], np.diff(cuts)
-    keep = width > 0
-    low, width = low[keep], width[keep]
+    low, width = cuts[:-1], np.diff(cuts)  # unique cuts: every piece has a width
     x = (low[:, None] + width[:, None] * (_GAUSS_NODES + 1.0) / 2.0).ravel()
     w = (width[:, None] * _GAUSS_WEIGHTS / 2.0).ravel()
     a, b = alpha[:, None], beta[:, None]

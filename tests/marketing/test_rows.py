@@ -92,7 +92,10 @@ def test_an_insert_writes_what_bulk_create_writes(listener):
                        channel_id=channel.pk, served_at=now) for _ in range(2)]
     sql, params = rows.insert(served)
     assert sql.count("(%s") == 2 and len(params) == 2 * len(rows._insert_fields(ServedAd))  # two rows of values
-    assert rows.insert(served) == (sql, params)  # the statement is made once per row count
+    made = rows._insert_statement.cache_info()
+    assert rows.insert(served) == (sql, params)
+    again = rows._insert_statement.cache_info()
+    assert (again.hits, again.misses) == (made.hits + 1, made.misses)  # the statement is made once per row count
     # An expression goes through the ORM's compiler, as bulk_create would take it.
     late = decision(model_version="")
     late.created_at = Now()
