@@ -16,13 +16,15 @@ The fit check, when the plan sets one, leaves out ads whose predicted response i
 threshold; exploration is exempt so new ads can learn.
 
 Caps are applied and the served ads recorded under the customer's lock (caps.serve); the decision
-is logged and the serving cost accrued in the same transaction. `simulate` runs the same steps
-without writing and says why at each one.
+is logged and the serving cost accrued in the same transaction. A customer the plan offers nothing
+is logged by one statement: no cap can bear on serving nothing, so there is nothing to lock or read.
+`simulate` runs the same steps without writing and says why at each one.
 """
 
 from __future__ import annotations
 
 import random
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -230,13 +232,27 @@ def propensity(policy: Policy, eligible: Sequence[Ad], first: Ad | None, thresho
     return policy.epsilon * uniform + (1 - policy.epsilon) * model
 
 
-@transaction.atomic
 def decide(customer: Customer, placement: Placement, *, context: dict | None = None, now: datetime | None = None,
            rng: random.Random | None = None) -> tuple[Decision, list[Ad]]:
-    """Serve this customer on this placement: the ads, recorded with their caps and logged, in one transaction."""
+    """Serve this customer on this placement: the ads, recorded with their caps and logged, in one transaction.
+
+    When the plan offers the customer nothing, no cap can bear on the decision: it is logged by one
+    statement, without the customer's lock, their history or a transaction around them.
+    """
     now = now or timezone.now()
     planned = route(customer, placement, now)
-    policy = order(planned, customer, rng or random.Random(), now)
+    if not planned.ads:
+        decision = Decision(id=uuid.uuid4(), customer=customer, placement=placement, rule=planned.rule, created_at=now,
+                            eligible=[], chosen=[], reason=Decision.Reason.NONE, propensity=1.0, context=dict(context or {}))
+        record(decision, [], Decimal(0), now)
+        return decision, []
+    return _serve(customer, placement, planned, context, now, rng or random.Random())
+
+
+@transaction.atomic
+def _serve(customer: Customer, placement: Placement, planned: Route, context: dict | None, now: datetime,
+           rng: random.Random) -> tuple[Decision, list[Ad]]:
+    policy = order(planned, customer, rng, now)
     held = control.campaigns_holding_out(customer.pk, {a.campaign for a in planned.ads})
     withheld = [a for a in policy.ordered if a.campaign_id in held]
     if held:  # the campaign's control group: nothing of it is served, and the decision says what was withheld

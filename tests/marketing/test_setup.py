@@ -10,7 +10,7 @@ from django.test.utils import CaptureQueriesContext
 from accounts.models import ApiClient
 from audiences.models import Customer
 from marketing import setup
-from marketing.models import Ad, Campaign, Channel, DeliveryPlan, FrequencyCap, Placement
+from marketing.models import Ad, Campaign, CapLock, Channel, Decision, DeliveryPlan, FrequencyCap, Placement, ServedAd
 
 
 @pytest.fixture
@@ -99,6 +99,25 @@ def test_a_decision_through_the_api_costs_few_queries_once_the_set_up_is_held(ca
     if connection.vendor == "postgresql":
         locks = statements[2]
         assert locks.index("pg_advisory_xact_lock_shared") < locks.index("FOR UPDATE") < locks.index("; SELECT ad_id")
+
+
+def test_a_decision_the_plan_offers_nothing_is_logged_by_one_statement_without_locks(cached, client):
+    DeliveryPlan.objects.filter(placement=cached["home"]).update(rest=DeliveryPlan.Rest.NOTHING)
+    setup._forget()
+    customer = Customer.objects.create(external_id="c1")
+    token = ApiClient.issue("app", ["decisions"])[1]
+    auth = {"HTTP_AUTHORIZATION": f"Bearer {token}"}
+    client.post("/api/v1/decisions", {"customer": "c1", "placement": "home"}, content_type="application/json", **auth)
+    with CaptureQueriesContext(connection) as queries:
+        response = client.post("/api/v1/decisions", {"customer": "c1", "placement": "home"}, content_type="application/json", **auth)
+    assert response.status_code == 201 and response.json()["ads"] == []
+    # The token, the customer, the decision: no transaction, no lock, no history (no cap can bear on nothing).
+    sql = [q["sql"] for q in queries.captured_queries]
+    assert len(sql) == 3 and sql[2].startswith('INSERT INTO "marketing_decision"'), sql
+    assert not CapLock.objects.filter(customer=customer).exists() and not ServedAd.objects.exists()
+    logged = Decision.objects.get(pk=response.json()["decision"])
+    assert (logged.reason, logged.eligible, logged.chosen, logged.propensity, logged.rule) == ("none", [], [], 1.0, None)
+    assert Decision.objects.filter(customer=customer).count() == 2
 
 
 def test_with_server_side_binding_the_history_is_read_by_its_own_statement(cached, client, monkeypatch):
