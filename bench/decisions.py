@@ -18,11 +18,14 @@ throttle counters, and DJANGO_SETTINGS_MODULE=bench.bench_settings (the product'
 A cheap asyncio HTTP/1.1 keep-alive client drives both endpoints with --connections concurrent connections
 (closed loop, saturation) in --rounds interleaved rounds (baseline, decisions, baseline, …; each round on new
 connections), then decisions at a fixed --rate on a timetable (open loop: latency is measured
-from each request's scheduled send time, so queueing counts). Afterwards it checks that no customer was
+from each request's scheduled send time, so queueing counts). Each phase's connections are spread evenly
+over gunicorn's workers before it starts (`balance`, read back with Linux `ss`), as a least-connections
+balancer would: left to the workers' accept race, 64 keep-alive connections landed as unevenly as 60 / 4. Afterwards it checks that no customer was
 served past any count cap or inside any minimum gap.
 
 Prints `name: value` lines on stdout (progress on stderr): decisions_rps, baseline_rps (over all rounds),
-throughput_ratios (each round's) and throughput_ratio (their median; goal ≥ 0.5), p50_ms, p99_ms (goal p99 ≤ 50), the non-2xx counts, the decision reasons, caps_exceeded; and,
+throughput_ratios (each round's) and throughput_ratio (their median; goal ≥ 0.5), connection_splits (connections
+per worker in each phase), p50_ms, p99_ms (goal p99 ≤ 50), the non-2xx counts, the decision reasons, caps_exceeded; and,
 measured in-process before the HTTP runs, champion_added_p99_ms (goal ≤ 5): the p99 of ordering a model-ranked
 request with the campaigns' champion models minus the p99 with the interim rates (see champion_latency).
 Exits 1 when a cap was exceeded or a saturated run got no successful response; slow is not wrong.
@@ -36,6 +39,7 @@ import json
 import math
 import os
 import random
+import re
 import secrets
 import signal
 import socket
@@ -411,10 +415,75 @@ class Connection:
             self.close()
             return 0, b""
 
+    async def connect(self) -> None:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection("127.0.0.1", self.port)
+
+    @property
+    def local_port(self) -> int | None:
+        return self.writer.get_extra_info("sockname")[1] if self.writer is not None else None
+
     def close(self) -> None:
         if self.writer is not None:
             self.writer.close()
         self.reader = self.writer = None
+
+
+def worker_pids(master: int) -> list[int]:
+    """gunicorn's workers: the master's child processes (Linux /proc; [] elsewhere)."""
+    try:
+        return sorted(int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split())
+    except OSError:
+        return []
+
+
+def connection_owners(port: int) -> dict[int, int] | None:
+    """Client port → the pid of the worker that accepted it, for connections to `port` (`ss`; None without it)."""
+    try:
+        out = subprocess.run(["ss", "-tnpH", "state", "established", f"( sport = :{port} )"],
+                             capture_output=True, text=True, timeout=5, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    owners = {}
+    for line in out.splitlines():
+        found = re.search(r"pid=(\d+)", line)
+        fields = line.split()
+        if found and len(fields) >= 4:
+            owners[int(fields[3].rsplit(":", 1)[1])] = int(found.group(1))
+    return owners
+
+
+async def balance(conns: list[Connection], port: int, workers: list[int], tries: int = 40) -> str:
+    """Open the connections and spread them evenly over the workers, as a least-connections balancer would.
+
+    gunicorn's workers race to accept each new connection, so a burst of 64 can land 60 / 4 — and a
+    closed loop over keep-alive connections then measures one worker's GIL, not the endpoint. Connections
+    on a worker over its share are closed and reopened until every worker holds its share (best effort:
+    `tries` rounds). Returns the split, e.g. "32/32".
+    """
+    split = ""
+    for _ in range(tries):
+        for conn in conns:
+            await conn.connect()
+        owners: dict[int, int] | None = {}
+        for _ in range(50):  # until every connection has been accepted by a worker
+            await asyncio.sleep(0.02)
+            owners = connection_owners(port)
+            if owners is None or all(conn.local_port in owners for conn in conns):
+                break
+        if owners is None or not workers:
+            return "unknown"
+        held: dict[int, list[Connection]] = {pid: [] for pid in workers}
+        for conn in conns:
+            held.setdefault(owners.get(conn.local_port, 0), []).append(conn)
+        split = "/".join(str(len(held[pid])) for pid in workers)
+        share = math.ceil(len(conns) / len(workers))
+        excess = [conn for pid, mine in held.items() for conn in (mine[share:] if pid in workers else mine)]
+        if not excess:
+            return split
+        for conn in excess:
+            conn.close()
+    return split
 
 
 @dataclass
@@ -423,6 +492,7 @@ class Result:
     latencies: list[float] = field(default_factory=list)
     seconds: float = 0.0
     unfinished: int = 0  # open loop: not answered within the grace after the timetable ended
+    split: str = ""  # the connections per gunicorn worker (see balance)
 
     def record(self, status: int, latency: float) -> None:
         self.statuses["failed" if status == 0 else f"{status // 100}xx"] += 1
@@ -459,15 +529,16 @@ class Requests:
 
 
 async def closed_loop(port: int, token: str, path: str, requests: Requests, connections: int, warmup: float,
-                      duration: float) -> Result:
+                      duration: float, workers: list[int]) -> Result:
     """Each connection sends its next request as soon as the last is answered; counts what completes in the window."""
     loop = asyncio.get_running_loop()
     result = Result(seconds=duration)
+    conns = [Connection(port, token) for _ in range(connections)]
+    result.split = await balance(conns, port, workers)
     begin = loop.time() + warmup
     end = begin + duration
 
-    async def client() -> None:
-        conn = Connection(port, token)
+    async def client(conn: Connection) -> None:
         while (sent := loop.time()) < end:
             status = await conn.post(path, requests.body())
             done = loop.time()
@@ -475,18 +546,16 @@ async def closed_loop(port: int, token: str, path: str, requests: Requests, conn
                 result.record(status, done - sent)
         conn.close()
 
-    await asyncio.gather(*(client() for _ in range(connections)))
+    await asyncio.gather(*(client(conn) for conn in conns))
     return result
 
 
 async def open_loop(port: int, token: str, path: str, requests: Requests, rate: float, warmup: float, duration: float,
-                    connections: int, grace: float = 10.0) -> Result:
+                    connections: int, workers: list[int], grace: float = 10.0) -> Result:
     """Requests on a fixed timetable whatever the responses; latency from the scheduled send time (queueing included)."""
     loop = asyncio.get_running_loop()
     result = Result(seconds=duration)
     queue: asyncio.Queue[float | None] = asyncio.Queue()
-    start = loop.time() + 0.2
-    begin = start + warmup
     total = int(rate * (warmup + duration))
 
     async def timetable() -> None:
@@ -499,8 +568,7 @@ async def open_loop(port: int, token: str, path: str, requests: Requests, rate: 
         for _ in range(connections):
             queue.put_nowait(None)
 
-    async def client() -> None:
-        conn = Connection(port, token)
+    async def client(conn: Connection) -> None:
         while (due := await queue.get()) is not None:
             left = deadline - loop.time()
             try:  # past the deadline the server is hopelessly behind: stop waiting, count it unfinished
@@ -514,8 +582,12 @@ async def open_loop(port: int, token: str, path: str, requests: Requests, rate: 
                 result.record(status or 0, loop.time() - due)
         conn.close()
 
+    conns = [Connection(port, token) for _ in range(connections)]
+    result.split = await balance(conns, port, workers)
+    start = loop.time() + 0.2  # the timetable starts once the connections are open and spread
+    begin = start + warmup
     deadline = start + warmup + duration + grace
-    await asyncio.gather(timetable(), *(client() for _ in range(connections)))
+    await asyncio.gather(timetable(), *(client(conn) for conn in conns))
     return result
 
 
@@ -636,27 +708,33 @@ def main() -> None:
         # Interleaved rounds, each on new connections: how the server's workers happen to share the connections
         # (and what else the machine runs) varies from one run to the next; the median of the rounds' ratios
         # is steadier than one long run of each.
-        baseline, decisions, ratios = Result(), Result(), []
+        baseline, decisions, ratios, splits = Result(), Result(), [], []
         each = args.duration / args.rounds
         for n in range(1, args.rounds + 1):
             log(f"round {n}/{args.rounds}, closed loop: baseline, then decisions, {args.connections} connections, "
                 f"{args.warmup:g} s warm-up + {each:g} s each")
-            base = asyncio.run(closed_loop(server.port, token, BASELINE_PATH, requests, args.connections, args.warmup, each))
-            decided = asyncio.run(closed_loop(server.port, token, DECISIONS_PATH, requests, args.connections, args.warmup, each))
+            base = asyncio.run(closed_loop(server.port, token, BASELINE_PATH, requests, args.connections, args.warmup, each,
+                                           worker_pids(server.process.pid)))
+            decided = asyncio.run(closed_loop(server.port, token, DECISIONS_PATH, requests, args.connections, args.warmup, each,
+                                              worker_pids(server.process.pid)))
             baseline.add(base)
             decisions.add(decided)
+            splits += [base.split, decided.split]
             if base.ok:
                 ratios.append(decided.ok / base.ok)
-                log(f"round {n}: baseline {base.ok / each:.1f}/s, decisions {decided.ok / each:.1f}/s, ratio {ratios[-1]:.2f}")
+                log(f"round {n}: baseline {base.ok / each:.1f}/s ({base.split}), decisions {decided.ok / each:.1f}/s "
+                    f"({decided.split}), ratio {ratios[-1]:.2f}")
         print_closed("baseline", baseline)
         print_closed("decisions", decisions)
+        figure("connection_splits", ",".join(splits))  # connections per worker in each phase (see balance)
         if ratios:
             figure("throughput_ratios", ",".join(f"{r:.2f}" for r in ratios))
             figure("throughput_ratio", f"{statistics.median(ratios):.2f}")
 
         log(f"open loop: decisions at {args.rate:g}/s, {args.warmup:g} s warm-up + {args.open_duration:g} s")
         steady = asyncio.run(open_loop(server.port, token, DECISIONS_PATH, requests, args.rate, args.warmup,
-                                       args.open_duration, args.connections))
+                                       args.open_duration, args.connections, worker_pids(server.process.pid)))
+        figure("open_loop_connection_split", steady.split)
         figure("open_loop_rate", f"{args.rate:g}")
         figure("open_loop_requests", len(steady.latencies))
         figure("open_loop_errors", steady.errors)
