@@ -14,7 +14,8 @@ A list is computed in SQL, a batch at a time, never with a Python loop over cust
    customers a cap would refuse are skipped. The rest is recorded as served (ServedAd) with the
    batch's token in the same statement, so decisions and lists share every cap exactly.
 3. *Budget*: a batch stops at what the campaign's total and daily budgets still allow for its
-   channel's cost per send or impression, and the cost accrues with the batch.
+   channel's cost per send or impression, and the cost accrues with the batch. Spent means, as
+   for decisions, what the cost model accrued plus what ad platforms reported (ExternalSpend).
 
 Batches are idempotent: a batch is (campaign, placement, list key, after-cursor), stored in
 DeliveryBatch; fetching it again replays what it reserved.
@@ -28,13 +29,12 @@ from decimal import Decimal
 from typing import Iterator
 
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Sum
 from django.utils import timezone
 
 from audiences.models import AudienceMember, Customer, Persona, Segment
 
 from . import caps, control, rates, setup, spend
-from .models import Ad, CampaignSpend, Campaign, DeliveryBatch, DeliveryPlan, FrequencyCap, Placement, PlanRule, ServedAd
+from .models import Ad, Campaign, DeliveryBatch, DeliveryPlan, FrequencyCap, Placement, PlanRule, ServedAd
 
 MAX_BATCH = 50_000
 HASH = 2654435761  # Knuth's multiplicative hash: spreads consecutive ids evenly over the ads
@@ -177,13 +177,13 @@ def _budget_rows(campaign: Campaign, placement: Placement, now: datetime) -> int
     cost = spend.cost_of_serving(placement.channel)
     if not cost:
         return None
+    # Read afresh, not through the decisions' per-second cache: a list accrues between its batches.
+    totals, todays = spend.spent([campaign.pk], timezone.localdate(now))
     left = []
     if campaign.total_budget is not None:
-        spent = sum(CampaignSpend.objects.filter(campaign=campaign).values_list("amount", flat=True), Decimal(0))
-        left.append(campaign.total_budget - spent)
+        left.append(campaign.total_budget - totals.get(campaign.pk, Decimal(0)))
     if campaign.daily_budget is not None:
-        today = CampaignSpend.objects.filter(campaign=campaign, day=timezone.localdate(now)).aggregate(s=Sum("amount"))["s"]
-        left.append(campaign.daily_budget - (today or Decimal(0)))
+        left.append(campaign.daily_budget - todays.get(campaign.pk, Decimal(0)))
     return max(int(min(left) / cost), 0) if left else None
 
 

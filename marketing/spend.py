@@ -65,6 +65,22 @@ def accrual_update(costs: dict[int, Decimal], now: datetime, shard: int = 0) -> 
     return statement, [x for pair in costs.items() for x in pair] + [timezone.localdate(now), shard]
 
 
+def spent(ids: Iterable[int], today) -> tuple[dict[int, Decimal], dict[int, Decimal]]:
+    """Total and today's spend per campaign as the database has it now: accrued by the cost model (every
+    shard) plus what ad platforms reported (ExternalSpend). Campaigns that spent nothing are left out."""
+    ids = list(ids)
+    accrued = (CampaignSpend.objects.filter(campaign_id__in=ids).values("campaign_id")
+               .annotate(total=Sum("amount"), today=Sum("amount", filter=Q(day=today))).values_list("campaign_id", "total", "today"))
+    external = (ExternalSpend.objects.filter(campaign_id__in=ids).values("campaign_id")  # reported by ad platforms
+                .annotate(total=Sum("amount"), today=Sum("amount", filter=Q(day=today))).values_list("campaign_id", "total", "today"))
+    totals: dict[int, Decimal] = {}
+    todays: dict[int, Decimal] = {}
+    for campaign_id, total, spent_today in [*accrued, *external]:
+        totals[campaign_id] = totals.get(campaign_id, Decimal(0)) + (total or 0)
+        todays[campaign_id] = todays.get(campaign_id, Decimal(0)) + (spent_today or 0)
+    return totals, todays
+
+
 _spent: dict[tuple, tuple[float, dict, dict]] = {}
 
 
@@ -80,14 +96,7 @@ def _spend_of(ids: list[int], today) -> tuple[dict, dict]:
     held = _spent.get(key)
     if ttl and held and held[0] > time.monotonic():
         return held[1], held[2]
-    spent = (CampaignSpend.objects.filter(campaign_id__in=ids).values("campaign_id")
-             .annotate(total=Sum("amount"), today=Sum("amount", filter=Q(day=today))).values_list("campaign_id", "total", "today"))
-    external = (ExternalSpend.objects.filter(campaign_id__in=ids).values("campaign_id")  # reported by ad platforms
-                .annotate(total=Sum("amount"), today=Sum("amount", filter=Q(day=today))).values_list("campaign_id", "total", "today"))
-    totals, todays = {}, {}
-    for campaign_id, total, spent_today in [*spent, *external]:
-        totals[campaign_id] = (totals.get(campaign_id) or 0) + (total or 0)
-        todays[campaign_id] = (todays.get(campaign_id) or 0) + (spent_today or 0)
+    totals, todays = spent(ids, today)
     if ttl:
         if len(_spent) > 1000:
             _spent.clear()

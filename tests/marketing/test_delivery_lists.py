@@ -117,6 +117,26 @@ def test_the_days_budget_counts_what_decisions_spent_in_every_shard(push):
     assert sum(CampaignSpend.objects.filter(campaign=push["upsell"], day=today).values_list("amount", flat=True)) == Decimal("5.00")
 
 
+def test_the_lists_budget_counts_what_ad_platforms_reported_too(push, settings):
+    from marketing.models import ExternalSpend
+
+    settings.BUDGET_CHECK_SECONDS = 60  # the decisions' cached figure must not stand in for the list's fresh one
+    upsell = push["upsell"]
+    Campaign.objects.filter(pk=upsell.pk).update(daily_budget=Decimal("5.00"))
+    upsell.refresh_from_db()
+    today = timezone.localdate()
+    CampaignSpend.objects.create(campaign=upsell, day=today, shard=2, amount=Decimal("1.00"))
+    ExternalSpend.objects.create(source="ads-platform", day=today, campaign=upsell, scope=f"campaign:{upsell.pk}",
+                                 amount=Decimal("2.50"))
+    assert len(fetch(push, size=300)) == 150  # 5.00 a day − 1.00 accrued − 2.50 reported = 1.50, at 0.01 a send
+    # The total budget too: 1.00 + the list's 1.50 accrued, 2.50 + 0.50 reported, of 5.60, leave 0.10.
+    Campaign.objects.filter(pk=upsell.pk).update(daily_budget=None, total_budget=Decimal("5.60"))
+    upsell.refresh_from_db()
+    ExternalSpend.objects.create(source="ads-platform", day=today - timedelta(days=1), campaign=upsell,
+                                 scope=f"campaign:{upsell.pk}", amount=Decimal("0.50"))
+    assert len(fetch(push, key="evening", size=300)) == 10
+
+
 def test_after_exploration_each_segment_gets_its_best_ad_and_the_fit_check_leaves_out_the_unfit(push):
     from audiences.models import Persona
     from marketing import rates
