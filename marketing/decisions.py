@@ -286,9 +286,9 @@ def record(decision: Decision, served: list[ServedAd], cost: Decimal, now: datet
 
     On PostgreSQL one statement does all three (data-modifying CTEs; the ORM's three writes cost two
     more round trips and ~2 ms more per decision). The day's spend row (one of SPEND_SHARDS, by
-    customer) is shared with other decisions of the campaign, so it is updated last, and its row lock
-    is held only until the commit that follows. A campaign's first serve of the day in a shard finds no
-    row to update and makes it (spend.accrue).
+    customer) is shared with other decisions of the campaign, so it is written last, and its row lock
+    is held only until the commit that follows; a campaign's first serve of the day in a shard makes
+    the row (spend.accrual_upsert).
     """
     costs: dict[int, Decimal] = {}
     for row in served if cost else ():
@@ -297,7 +297,7 @@ def record(decision: Decision, served: list[ServedAd], cost: Decimal, now: datet
     if connection.vendor != "postgresql":
         ServedAd.objects.bulk_create(served)
         decision.save(force_insert=True)
-        for campaign_id, amount in costs.items():
+        for campaign_id, amount in sorted(costs.items()):
             spend.accrue(campaign_id, amount, now, shard)
         return
     parts, params = [], []
@@ -306,18 +306,13 @@ def record(decision: Decision, served: list[ServedAd], cost: Decimal, now: datet
         parts.append(f"served AS ({sql})")
         params += values
     if costs:
-        sql, values = spend.accrual_update(costs, now, shard)
+        sql, values = spend.accrual_upsert(costs, now, shard)
         parts.append(f"spent AS ({sql})")
         params += values
     sql, values = rows.insert([decision])
     statement = (f"WITH {', '.join(parts)} " if parts else "") + sql
-    if costs:
-        statement += " RETURNING (SELECT array_agg(campaign_id) FROM spent)"
     with connection.cursor() as cursor:
         cursor.execute(statement, params + values)
-        updated = set(cursor.fetchone()[0] or []) if costs else set()
-    for campaign_id in costs.keys() - updated:  # the campaign's first serve of the day in this shard: its row is made here
-        spend.accrue(campaign_id, costs[campaign_id], now, shard)
 
 
 def _withheld(customer: Customer, placement: Placement, planned: Route, withheld: list[Ad], now: datetime) -> dict:

@@ -52,17 +52,20 @@ def accrue(campaign_id: int, amount: Decimal, now: datetime, shard: int = 0) -> 
     today.update(amount=F("amount") + amount)
 
 
-def accrual_update(costs: dict[int, Decimal], now: datetime, shard: int = 0) -> tuple[str, list]:
-    """PostgreSQL: one UPDATE adding each campaign's cost to its row of the day, returning the campaigns it found.
+def accrual_upsert(costs: dict[int, Decimal], now: datetime, shard: int = 0) -> tuple[str, list]:
+    """PostgreSQL: one statement adding each campaign's cost to its row of the day (`shard`), making the row
+    on the day's first serve (for a data-modifying CTE, decisions.record).
 
-    For a data-modifying CTE (decisions.record); a campaign it did not find has no row yet today (in
-    this shard): `accrue` it, which makes the row.
+    Rows are taken in campaign order, so two decisions that both pay two campaigns lock their rows in
+    the same order and cannot deadlock.
     """
-    pairs = ", ".join(["(%s::bigint, %s::numeric)"] * len(costs))
-    statement = (f"UPDATE {CampaignSpend._meta.db_table} s SET amount = s.amount + v.amount "
-                 f"FROM (VALUES {pairs}) AS v(campaign_id, amount) "
-                 "WHERE s.campaign_id = v.campaign_id AND s.day = %s AND s.shard = %s RETURNING s.campaign_id")
-    return statement, [x for pair in costs.items() for x in pair] + [timezone.localdate(now), shard]
+    table = CampaignSpend._meta.db_table
+    day = timezone.localdate(now)
+    rows = ", ".join(["(%s, %s, %s, %s::numeric)"] * len(costs))
+    statement = (f"INSERT INTO {table} (campaign_id, day, shard, amount) VALUES {rows} "
+                 "ON CONFLICT (campaign_id, day, shard) DO UPDATE SET amount = "
+                 f"{table}.amount + EXCLUDED.amount")
+    return statement, [x for campaign_id in sorted(costs) for x in (campaign_id, day, shard, costs[campaign_id])]
 
 
 def spent(ids: Iterable[int], today) -> tuple[dict[int, Decimal], dict[int, Decimal]]:

@@ -64,6 +64,14 @@ def test_one_decision_serving_several_ads_accrues_each_campaign_and_day(push):
     assert set(served.values_list("campaign_id", flat=True)) == {push["campaign"].pk, other.pk}
     assert ServedAd.objects.filter(decision=decision.pk).count() == 3
 
+def test_the_spend_upsert_takes_campaign_rows_in_one_order_whatever_the_ads_order():
+    """Two decisions paying the same two campaigns lock their day rows in the same order: no deadlock."""
+    one = spend.accrual_upsert({9: Decimal("0.01"), 4: Decimal("0.02")}, MORNING, 3)
+    other = spend.accrual_upsert({4: Decimal("0.02"), 9: Decimal("0.01")}, MORNING, 3)
+    assert one == other and one[1][0::4] == [4, 9] and one[1][2::4] == [3, 3]
+    assert "ON CONFLICT (campaign_id, day, shard) DO UPDATE" in one[0]
+
+
 def test_pacing_spreads_the_daily_budget_over_the_day(push):
     Campaign.objects.filter(pk=push["campaign"].pk).update(daily_budget=24)
     # At 06:00 a quarter of the day is gone: 6 allowed, plus an hour's worth (1) of slack.
