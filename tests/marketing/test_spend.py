@@ -136,3 +136,21 @@ def test_a_days_spend_is_spread_over_shard_rows_by_customer_and_read_as_one(push
     assert decide(customers(1)[0], push["placement"], now=MORNING)[0].reason == "none"
     assert "today's budget spent (7.00 of 7.00)" in spend.budget_blocks([Campaign.objects.get(pk=push["campaign"].pk)], MORNING).values()
 
+
+
+def test_migration_0015_backwards_merges_a_days_shards_into_one_row(db):
+    """Unapplying the shards migration: the old one-row-a-day constraint holds again, nothing spent is lost."""
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("marketing.migrations.0015_campaign_spend_shards")
+    one, two = (Campaign.objects.create(name=n) for n in ("One", "Two"))
+    day, next_day = timezone.localdate(MORNING), timezone.localdate(MORNING + timedelta(days=1))
+    for campaign, on, shard, amount in [(one, day, 0, "1.25"), (one, day, 3, "2.50"), (one, day, 7, "0.25"),
+                                        (one, next_day, 5, "4.00"), (two, day, 2, "0.10")]:
+        CampaignSpend.objects.create(campaign=campaign, day=on, shard=shard, amount=Decimal(amount))
+    migration.merge_shards(apps, None)
+    rows = sorted(CampaignSpend.objects.values_list("campaign__name", "day", "amount"))
+    assert rows == [("One", day, Decimal("4.00")), ("One", next_day, Decimal("4.00")), ("Two", day, Decimal("0.10"))]
+    assert CampaignSpend.objects.get(campaign=one, day=day).shard == 0
