@@ -289,11 +289,11 @@ def _reserve(campaign: Campaign, placement: Placement, key: str, after: int, siz
 
 
 def stream(campaign: Campaign, placement: Placement, key: str, after: int = 0, size: int = 10_000,
-           batches: int | None = None) -> Iterator[Row]:
+           batches: int | None = None, now: datetime | None = None) -> Iterator[Row]:
     """Every row of the list from `after` on, a batch at a time (each batch in its own transaction)."""
     n = 0
     while batches is None or n < batches:
-        done, rows = batch(campaign, placement, key, after, size)
+        done, rows = batch(campaign, placement, key, after, size, now)
         if done is None:
             return
         yield from rows

@@ -17,6 +17,8 @@ from marketing.models import (Ad, Campaign, CampaignSpend, Channel, DeliveryBatc
                               PlanRule, ServedAd)
 
 NOW = timezone.now()
+# Late in the day pacing allows the whole daily budget: budget tests must not depend on when they run.
+EVENING = timezone.localtime().replace(hour=23, minute=30, second=0, microsecond=0)
 
 
 @pytest.fixture
@@ -105,14 +107,12 @@ def test_the_budget_limits_the_list_and_is_spent_once(push):
 
 
 def test_the_days_budget_counts_what_decisions_spent_in_every_shard(push):
-    from django.utils import timezone
-
     Campaign.objects.filter(pk=push["upsell"].pk).update(daily_budget=Decimal("5.00"))
     push["upsell"].refresh_from_db()
-    today = timezone.localdate()
+    today = EVENING.date()
     for shard, amount in ((0, "1.00"), (3, "1.50"), (6, "1.00")):  # what decisions accrued today, by customer
         CampaignSpend.objects.create(campaign=push["upsell"], day=today, shard=shard, amount=Decimal(amount))
-    rows = fetch(push, size=300)
+    rows = fetch(push, size=300, now=EVENING)
     assert len(rows) == 150  # 1.50 left at 0.01 a send
     assert sum(CampaignSpend.objects.filter(campaign=push["upsell"], day=today).values_list("amount", flat=True)) == Decimal("5.00")
 
@@ -124,17 +124,17 @@ def test_the_lists_budget_counts_what_ad_platforms_reported_too(push, settings):
     upsell = push["upsell"]
     Campaign.objects.filter(pk=upsell.pk).update(daily_budget=Decimal("5.00"))
     upsell.refresh_from_db()
-    today = timezone.localdate()
+    today = EVENING.date()
     CampaignSpend.objects.create(campaign=upsell, day=today, shard=2, amount=Decimal("1.00"))
     ExternalSpend.objects.create(source="ads-platform", day=today, campaign=upsell, scope=f"campaign:{upsell.pk}",
                                  amount=Decimal("2.50"))
-    assert len(fetch(push, size=300)) == 150  # 5.00 a day − 1.00 accrued − 2.50 reported = 1.50, at 0.01 a send
+    assert len(fetch(push, size=300, now=EVENING)) == 150  # 5.00 a day − 1.00 accrued − 2.50 reported = 1.50, at 0.01 a send
     # The total budget too: 1.00 + the list's 1.50 accrued, 2.50 + 0.50 reported, of 5.60, leave 0.10.
     Campaign.objects.filter(pk=upsell.pk).update(daily_budget=None, total_budget=Decimal("5.60"))
     upsell.refresh_from_db()
     ExternalSpend.objects.create(source="ads-platform", day=today - timedelta(days=1), campaign=upsell,
                                  scope=f"campaign:{upsell.pk}", amount=Decimal("0.50"))
-    assert len(fetch(push, key="evening", size=300)) == 10
+    assert len(fetch(push, key="evening", size=300, now=EVENING)) == 10
 
 
 def test_after_exploration_each_segment_gets_its_best_ad_and_the_fit_check_leaves_out_the_unfit(push):
