@@ -137,17 +137,21 @@ def celery_worker_process(transactional_db, settings, tmp_path):
 
 @contextlib.contextmanager
 def removing_new_jobs():
-    """Around a module fixture's committed data: the jobs made meanwhile (seed_demo records its persona build) go too.
+    """Around a module fixture's committed data: the jobs and audit entries made meanwhile go too.
 
-    Otherwise they outlive the module, and a later test that asserts "no job was queued" finds one.
+    seed_demo records its persona build as a job and its demo audiences in the audit log. Otherwise they
+    outlive the module, and a later test that asserts "no job was queued" or reads the audit log finds them.
     """
+    from accounts.models import AuditEntry
     from ml.models import Job
 
-    last = Job.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    last_job = Job.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
+    last_entry = AuditEntry.objects.order_by("-pk").values_list("pk", flat=True).first() or 0
     try:
         yield
     finally:
-        Job.objects.filter(pk__gt=last).delete()
+        Job.objects.filter(pk__gt=last_job).delete()
+        AuditEntry.objects.filter(pk__gt=last_entry).delete()
 
 
 def wait_for(predicate, timeout: float = 60.0, interval: float = 0.25):
