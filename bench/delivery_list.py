@@ -10,8 +10,8 @@ memberships and personas, and the served history caps count) when it has fewer, 
 one INSERT … SELECT generate_series. A push campaign with three exploring ads, caps at the
 service, channel and campaign levels and a plan whose everyone-else is ranked by model is made
 once. Each run streams a new list (a fresh list key), so every batch really reserves caps: the
-rows go through the same generator the API streams (`marketing.api._csv`), in-process, without
-HTTP. Served rows of earlier runs are removed first so every run counts the same history.
+rows come as the API streams them (`delivery_lists.stream(..., fmt="csv")`: PostgreSQL writes each
+batch's CSV text), in-process, without HTTP. Served rows of earlier runs are removed first so every run counts the same history.
 """
 
 from __future__ import annotations
@@ -57,7 +57,7 @@ def main() -> None:
     from django.utils import timezone
 
     from audiences.models import Customer
-    from marketing import api, delivery_lists
+    from marketing import delivery_lists
     from marketing.models import Ad, Campaign, Channel, DeliveryBatch, DeliveryPlan, FrequencyCap, Placement, ServedAd
 
     call_command("migrate", verbosity=0)
@@ -89,7 +89,7 @@ def main() -> None:
     started = time.perf_counter()
     rows = 0
     size = 0
-    for chunk in api._csv(delivery_lists.stream(campaign, placement, key, size=args.size)):
+    for chunk in delivery_lists.stream(campaign, placement, key, size=args.size, fmt="csv"):
         rows += chunk.count("\n")
         size += len(chunk)
     list_s = time.perf_counter() - started

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 from drf_spectacular.types import OpenApiTypes
@@ -18,7 +17,6 @@ from rest_framework.views import APIView
 
 from accounts.models import ApiClient
 from accounts.permissions import ScopedAccess
-from audiences.analytics import csv_writer, spreadsheet_safe
 from audiences.models import Customer
 
 from . import delivery_lists, rows, setup
@@ -346,25 +344,12 @@ class DeliveryListView(APIView):
             delivery_lists.check_cursor(campaign, placement, key, q["after"])
         except delivery_lists.ListError as error:
             return Response({error.field: [str(error)]}, status=status.HTTP_400_BAD_REQUEST)
-        rows = delivery_lists.stream(campaign, placement, key, q["after"], q["size"], q.get("batches"))
+        body = delivery_lists.stream(campaign, placement, key, q["after"], q["size"], q.get("batches"), fmt=q["format"])
         if q["format"] == "ndjson":
-            body = (json.dumps({"customer": r.customer, "ad": r.ad, "batch": r.batch, "cursor": r.cursor}) + "\n" for r in rows)
             response = StreamingHttpResponse(body, content_type="application/x-ndjson")
         else:
-            response = StreamingHttpResponse(_csv(rows), content_type="text/csv; charset=utf-8")
+            response = StreamingHttpResponse(body, content_type="text/csv; charset=utf-8")
             response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-{key}.csv"'
         response["X-List"] = key
         return response
 
-
-def _csv(rows):
-    writer = csv_writer()
-    yield writer.writerow(["customer", "ad", "batch", "cursor"])
-    chunk = []
-    for r in rows:
-        chunk.append(writer.writerow([spreadsheet_safe(r.customer), r.ad, r.batch, r.cursor]))
-        if len(chunk) == 5000:
-            yield "".join(chunk)
-            chunk = []
-    if chunk:
-        yield "".join(chunk)

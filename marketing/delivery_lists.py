@@ -19,10 +19,15 @@ A list is computed in SQL, a batch at a time, never with a Python loop over cust
 
 Batches are idempotent: a batch is (campaign, placement, list key, after-cursor), stored in
 DeliveryBatch; fetching it again replays what it reserved.
+
+A batch comes back as rows (Row) or as the text the API streams (CSV or NDJSON lines). On PostgreSQL
+that text is written by the reserving statement itself (one value per batch, no Python per row); on
+SQLite the same lines are written in Python (`_text`, the reference the SQL is tested against).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -31,12 +36,15 @@ from typing import Iterator
 from django.db import IntegrityError, connection, transaction
 from django.utils import timezone
 
+from audiences.analytics import csv_writer, spreadsheet_safe
 from audiences.models import AudienceMember, Customer, Persona, Segment
 
 from . import caps, control, rates, setup, spend
 from .models import Ad, Campaign, DeliveryBatch, DeliveryPlan, FrequencyCap, Placement, PlanRule, ServedAd
 
 MAX_BATCH = 50_000
+FORMATS = ("rows", "csv", "ndjson")
+CSV_HEADER = "customer,ad,batch,cursor\r\n"
 HASH = 2654435761  # Knuth's multiplicative hash: spreads consecutive ids evenly over the ads
 
 
@@ -205,38 +213,80 @@ def check_cursor(campaign: Campaign, placement: Placement, key: str, after: int)
         raise ListError("after", f"{after} is not where a batch of list {key!r} ended; resume from a cursor the list gave.")
 
 
-def batch(campaign: Campaign, placement: Placement, key: str, after: int, size: int, now: datetime | None = None) -> tuple[DeliveryBatch | None, list[Row]]:
-    """The batch of list `key` that starts after customer id `after`: reserved now, or replayed if it was before."""
+def batch(campaign: Campaign, placement: Placement, key: str, after: int, size: int, now: datetime | None = None,
+          fmt: str = "rows") -> tuple[DeliveryBatch | None, list[Row] | str]:
+    """The batch of list `key` that starts after customer id `after`: reserved now, or replayed if it was before.
+
+    `fmt` "rows" gives a Row per customer; "csv" or "ndjson" the batch's lines as one text."""
     now = now or timezone.now()
     done = DeliveryBatch.objects.filter(campaign=campaign, placement=placement, key=key, after=after).first()
-    rows = None
+    out = None
     if done is None:
         try:
-            done, rows = _reserve(campaign, placement, key, after, size, now)
+            done, out = _reserve(campaign, placement, key, after, size, now, fmt)
         except IntegrityError:  # a concurrent fetch of the same batch won: replay its rows
             done = DeliveryBatch.objects.get(campaign=campaign, placement=placement, key=key, after=after)
     if done is None:
-        return None, []
-    return done, rows if rows is not None else _replay(done)
+        return None, [] if fmt == "rows" else ""
+    return done, out if out is not None else _replay(done, fmt)[1]
 
 
-def _replay(done: DeliveryBatch) -> list[Row]:
+def _name(done: DeliveryBatch) -> str:
+    """The batch's name as its rows carry it."""
+    return f"{done.key}:{done.after}"
+
+
+def _replay(done: DeliveryBatch, fmt: str) -> tuple[int, list[Row] | str]:
+    """How many rows a batch reserved, and them in `fmt`."""
     table, customers = ServedAd._meta.db_table, Customer._meta.db_table
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT c.external_id, s.ad_id FROM {table} s JOIN {customers} c ON c.id = s.customer_id "
-                       f"WHERE s.customer_id > %s AND s.customer_id <= %s AND s.decision = %s ORDER BY s.customer_id",
-                       [done.after, done.last, done.token.hex if connection.vendor == "sqlite" else done.token])
-        return _rows(done, cursor.fetchall())
+        select, params = _output(done, fmt)
+        cursor.execute(f"WITH t AS (SELECT s.customer_id AS id, s.ad_id AS ad, c.external_id AS ext FROM {table} s "
+                       f"JOIN {customers} c ON c.id = s.customer_id WHERE s.customer_id > %s AND s.customer_id <= %s "
+                       f"AND s.decision = %s) {select}",
+                       [done.after, done.last, done.token.hex if connection.vendor == "sqlite" else done.token, *params])
+        return _result(done, fmt, cursor)
 
 
-def _rows(done: DeliveryBatch, found) -> list[Row]:
-    name = f"{done.key}:{done.after}"
-    return [Row(ext, ad, name, done.last) for ext, ad in found]
+def _output(done: DeliveryBatch, fmt: str) -> tuple[str, list]:
+    """The SELECT that turns a batch's rows `t` (id, ad, ext) into the result, and its params.
+
+    Rows for "rows" and on SQLite; on PostgreSQL the count and the batch's text in `fmt`, one line per row, written as
+    `_text` writes them: CSV with the customer made spreadsheet-safe and quoted only when it must be, or JSON."""
+    if fmt == "rows" or connection.vendor != "postgresql":
+        return "SELECT t.ext, t.ad FROM t ORDER BY t.id", []
+    name = _name(done)
+    if fmt == "csv":
+        safe = "CASE WHEN left(t.ext, 1) IN ('=', '+', '-', '@', chr(9), chr(13)) THEN '''' || t.ext ELSE t.ext END"
+        quoted = f"""CASE WHEN t.ext ~ ('[",' || chr(13) || chr(10) || ']') THEN '"' || replace({safe}, '"', '""') || '"' ELSE {safe} END"""
+        line, suffix = f"{quoted} || ',' || t.ad", "," + csv_writer().writerow([name, done.last])
+    else:
+        line, suffix = """'{"customer": ' || to_json(t.ext) || ', "ad": ' || t.ad""", f', "batch": {json.dumps(name)}, "cursor": {done.last}}}\n'
+    return f"SELECT COUNT(*), string_agg({line} || %s, '' ORDER BY t.id) FROM t", [suffix]
+
+
+def _result(done: DeliveryBatch, fmt: str, cursor) -> tuple[int, list[Row] | str]:
+    """How many rows the batch has, and them in `fmt`, from the cursor that ran `_output`'s SELECT."""
+    if fmt == "rows" or connection.vendor != "postgresql":
+        found = cursor.fetchall()
+        return len(found), ([Row(ext, ad, _name(done), done.last) for ext, ad in found] if fmt == "rows"
+                            else _text(done, found, fmt))
+    count, text = cursor.fetchone()
+    return count, text or ""
+
+
+def _text(done: DeliveryBatch, found: list[tuple[str, int]], fmt: str) -> str:
+    """(external id, ad) pairs as the batch's CSV or NDJSON lines."""
+    name = _name(done)
+    if fmt == "csv":
+        writer = csv_writer()
+        return "".join(writer.writerow([spreadsheet_safe(ext), ad, name, done.last]) for ext, ad in found)
+    return "".join(json.dumps({"customer": ext, "ad": ad, "batch": name, "cursor": done.last}) + "\n" for ext, ad in found)
 
 
 @transaction.atomic
-def _reserve(campaign: Campaign, placement: Placement, key: str, after: int, size: int,
-             now: datetime) -> tuple[DeliveryBatch | None, list[Row] | None]:
+def _reserve(campaign: Campaign, placement: Placement, key: str, after: int, size: int, now: datetime,
+             fmt: str) -> tuple[DeliveryBatch | None, list[Row] | str | None]:
     ad_sql, ad_params = targeting(campaign, placement, key, now)
     customers = Customer._meta.db_table
     persona = Persona._meta.db_table
@@ -259,42 +309,45 @@ def _reserve(campaign: Campaign, placement: Placement, key: str, after: int, siz
                f"WHERE s.customer_id > %s AND s.customer_id <= %s {'' if 0 in windows else 'AND s.served_at > %s'} "
                f"GROUP BY s.customer_id) h ON h.customer_id = t.id") if found else ""
     history_params = ([*cap_params, after, last] + ([] if 0 in windows else [now - timedelta(seconds=max(windows))])) if found else []
-    targets = (f"SELECT c.id, ({ad_sql}) AS ad FROM {customers} c LEFT JOIN {persona} p ON p.customer_id = c.id "
-               f"WHERE c.id > %s AND c.id <= %s")
+    targets = (f"SELECT c.id, c.external_id AS ext, ({ad_sql}) AS ad FROM {customers} c "
+               f"LEFT JOIN {persona} p ON p.customer_id = c.id WHERE c.id > %s AND c.id <= %s")
+    limit = "" if affordable is None else f"LIMIT {int(affordable)}"
+    chosen = f"SELECT t.id, t.ad, t.ext FROM ({targets}) t {history} WHERE t.ad IS NOT NULL AND {allowed} ORDER BY t.id {limit}"
+    token = done.token.hex if connection.vendor == "sqlite" else done.token
+    insert = (f"INSERT INTO {ServedAd._meta.db_table} (decision, customer_id, ad_id, campaign_id, placement_id, channel_id, "
+              f"served_at) SELECT %s, t.id, t.ad, {int(campaign.pk)}, {int(placement.pk)}, {int(placement.channel_id)}, %s FROM t")
+    chosen_params = [*ad_params, after, last, *history_params]
     with connection.cursor() as cursor:
         if found:  # no decision for these customers may pass a cap while the batch decides (see caps.lock_blocks)
             caps.lock_blocks(after + 1, last)
-        token = done.token.hex if connection.vendor == "sqlite" else done.token
-        limit = "" if affordable is None else f"LIMIT {int(affordable)}"
-        channel = placement.channel_id
-        insert = (
-            f"INSERT INTO {ServedAd._meta.db_table} (decision, customer_id, ad_id, campaign_id, placement_id, channel_id, served_at) "
-            f"SELECT %s, t.id, t.ad, {int(campaign.pk)}, {int(placement.pk)}, {int(channel)}, %s FROM ({targets}) t {history} "
-            f"WHERE t.ad IS NOT NULL AND {allowed} ORDER BY t.id {limit}")
-        params = [token, now, *ad_params, after, last, *history_params]
-        rows = None
-        if connection.vendor == "postgresql":  # the reserved rows come back from the insert itself
-            cursor.execute(f"WITH ins AS ({insert} RETURNING customer_id, ad_id) SELECT c.external_id, ins.ad_id FROM ins "
-                           f"JOIN {customers} c ON c.id = ins.customer_id ORDER BY ins.customer_id", params)
-            rows = _rows(done, cursor.fetchall())
-            reserved = len(rows)
-        else:
-            cursor.execute(insert, params)
-            reserved = ServedAd.objects.filter(customer_id__gt=after, customer_id__lte=last,  # SQLite's rowcount is
-                                               decision=done.token).count()  # unreliable for INSERT … SELECT
+        if connection.vendor == "postgresql":  # one statement chooses, reserves, and returns the batch in `fmt`
+            select, params = _output(done, fmt)
+            cursor.execute(f"WITH t AS MATERIALIZED ({chosen}), ins AS ({insert}) {select}",
+                           [*chosen_params, token, now, *params])
+            reserved, out = _result(done, fmt, cursor)
+        else:  # SQLite: the insert, then the rows it wrote (its rowcount is unreliable for INSERT … SELECT)
+            cursor.execute(f"WITH t AS ({chosen}) {insert}", [*chosen_params, token, now])
+            reserved, out = _replay(done, fmt)
     done.rows = reserved
     done.save(update_fields=["rows"])
     spend.accrue(campaign.pk, spend.cost_of_serving(placement.channel) * reserved, now)
-    return done, rows
+    return done, out
 
 
 def stream(campaign: Campaign, placement: Placement, key: str, after: int = 0, size: int = 10_000,
-           batches: int | None = None, now: datetime | None = None) -> Iterator[Row]:
-    """Every row of the list from `after` on, a batch at a time (each batch in its own transaction)."""
+           batches: int | None = None, now: datetime | None = None, fmt: str = "rows") -> Iterator[Row] | Iterator[str]:
+    """Every row of the list from `after` on, a batch at a time (each batch in its own transaction).
+
+    "rows" yields a Row per customer; "csv" the header, then each batch's lines as one text; "ndjson" each batch's lines."""
+    if fmt == "csv":
+        yield CSV_HEADER
     n = 0
     while batches is None or n < batches:
-        done, rows = batch(campaign, placement, key, after, size, now)
+        done, out = batch(campaign, placement, key, after, size, now, fmt)
         if done is None:
             return
-        yield from rows
+        if fmt == "rows":
+            yield from out
+        elif out:
+            yield out
         after, n = done.last, n + 1

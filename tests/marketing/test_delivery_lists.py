@@ -195,6 +195,55 @@ def test_the_api_streams_csv_and_ndjson_resumable_by_cursor(client, push):
     assert ServedAd.objects.count() == 1000
 
 
+AWKWARD = ["plain", "has,comma", 'say "hi"', "=SUM(A1)", "-5", "+44 20", "@me", "\tTab", "\rCR", "two\nlines",
+           "crlf\r\nend", "Ünïcødé ♫", " lead space", "O'Brien", 'mix,"of"\nall', "back\\slash"]
+
+
+def test_a_batchs_csv_and_ndjson_text_is_what_pythons_writers_make_of_its_rows(push):
+    """On PostgreSQL the reserving statement writes the text; it must be the CSV Python's writer makes and valid JSON."""
+    import csv
+    import io
+    import json
+
+    from audiences.analytics import spreadsheet_safe
+
+    Customer.objects.bulk_create([Customer(external_id=e) for e in AWKWARD])
+    after = push["ids"][-1]
+    done, text = lists.batch(push["upsell"], push["placement"], "odd", after, 100, fmt="csv")  # reserves
+    assert done.rows == len(AWKWARD) and ServedAd.objects.filter(decision=done.token).count() == len(AWKWARD)
+    replayed, rows = lists.batch(push["upsell"], push["placement"], "odd", after, 100, fmt="rows")
+    assert replayed == done and [r.customer for r in rows] == AWKWARD
+    assert text == lists._text(done, [(r.customer, r.ad) for r in rows], "csv")
+    parsed = list(csv.reader(io.StringIO(text, newline="")))
+    assert parsed == [[spreadsheet_safe(r.customer), str(r.ad), f"odd:{after}", str(done.last)] for r in rows]
+    _, ndjson = lists.batch(push["upsell"], push["placement"], "odd", after, 100, fmt="ndjson")  # a replay, as text
+    assert [json.loads(line) for line in ndjson.splitlines()] == [
+        {"customer": r.customer, "ad": r.ad, "batch": f"odd:{after}", "cursor": done.last} for r in rows]
+    assert ServedAd.objects.count() == len(AWKWARD)  # the replays reserved nothing
+
+
+def test_a_whole_list_as_csv_has_one_header_and_every_batch_once(push):
+    chunks = list(lists.stream(push["upsell"], push["placement"], "csv", size=300, fmt="csv"))
+    assert chunks[0] == lists.CSV_HEADER and len(chunks) == 5  # the header, then one text per batch
+    lines = "".join(chunks).splitlines()
+    assert len(lines) == 1001 and [line.split(",")[0] for line in lines[1:]] == [f"c{i:04d}" for i in range(1000)]
+    assert {line.split(",")[2] for line in lines[1:]} == {"csv:0", f"csv:{push['ids'][299]}", f"csv:{push['ids'][599]}",
+                                                          f"csv:{push['ids'][899]}"}
+
+
+def test_deleting_a_customer_or_an_ad_still_removes_their_served_rows(push):
+    """The ledger has no database foreign keys (they cost a list half its time); Django cascades the deletes."""
+    rows = fetch(push, size=1000)
+    assert len(rows) == 1000 and ServedAd.objects.count() == 1000
+    Customer.objects.get(external_id="c0000").delete()
+    assert ServedAd.objects.count() == 999 and not ServedAd.objects.filter(customer_id=push["ids"][0]).exists()
+    gone = push["family"]
+    served = ServedAd.objects.filter(ad=gone).count()
+    assert served > 200
+    gone.delete()
+    assert ServedAd.objects.count() == 999 - served and not ServedAd.objects.filter(ad_id=gone.pk).exists()
+
+
 def test_the_api_names_bad_input_and_checks_scopes(client, push):
     assert client.get(url(push)).status_code == 401
     assert client.get(url(push), **key("decisions")).status_code == 403
