@@ -8,7 +8,7 @@ from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
-from django.db.models import Count, Q, Sum
+from django.db.models import Count, Max, Min, Q, Sum
 from django.db.models.functions import TruncDate
 from django.shortcuts import redirect, render
 from django.urls import reverse
@@ -21,10 +21,10 @@ from accounts.models import AuditEntry
 
 from ml.models import Job, ModelVersion
 
-from .. import actions, incrementality, learning, rates
+from .. import actions, incrementality, learning, rates, spend
 from ..access import get_ad_for_user, get_campaign_for_user, get_cap_for_user
 from ..forms import AdForm, CampaignForm, CapForm
-from ..models import Ad, Campaign, CampaignSpend, Decision, FrequencyCap, ServedAd
+from ..models import Ad, Campaign, CampaignSpend, Channel, Decision, DeliveryBatch, FrequencyCap, Placement, ServedAd
 
 STATUS_BADGES = {"draft": "secondary", "exploring": "info", "live": "success", "paused": "warning", "ended": "dark"}
 # The button that moves a campaign to each status, and whether it asks first.
@@ -95,7 +95,7 @@ def campaign_detail(request, pk: int):
     campaign = get_campaign_for_user(request.user, pk)
     if request.htmx and request.GET.get("part") == "model":  # the model card polls while its training runs
         return render(request, "marketing/campaign_detail.html#model", _model_context(campaign))
-    ads = list(campaign.ads.prefetch_related("placements").select_related("promoted_item"))
+    ads = list(campaign.ads.prefetch_related("placements__channel").select_related("promoted_item"))
     served = dict(ServedAd.objects.filter(ad_id__in=[a.pk for a in ads]).values("ad_id").annotate(n=Count("id"))
                   .values_list("ad_id", "n"))
     now = timezone.now()
@@ -116,8 +116,26 @@ def campaign_detail(request, pk: int):
                "explored": sum(1 for a in ads if a.explored_at), "explored_sub": f"of {len(ads)} ads",
                "spent_sub": f"of {campaign.total_budget:,.2f}" if campaign.total_budget is not None else "no total budget",
                "today_sub": f"of {campaign.daily_budget:,.2f}" if campaign.daily_budget is not None else "no daily budget",
-               "history": AuditEntry.objects.for_object("campaign", campaign.pk)[:8]}
+               "history": AuditEntry.objects.for_object("campaign", campaign.pk)[:8], **_lists_context(campaign, ads)}
     return render(request, "marketing/campaign_detail.html", context)
+
+
+LIST_CHANNELS = (Channel.Kind.PUSH, Channel.Kind.EMAIL, Channel.Kind.SMS)
+
+
+def _lists_context(campaign: Campaign, ads: list[Ad], shown: int = 10) -> dict:
+    """The delivery lists external systems fetched for the campaign, newest first: batches, customers, cost, when.
+
+    The card shows when the campaign has lists, or ads on a channel that is messaged from lists (push, e-mail, SMS)."""
+    found = list(DeliveryBatch.objects.filter(campaign=campaign).values("key", "placement_id")
+                 .annotate(batches=Count("id"), customers=Sum("rows"), first=Min("created_at"), last=Max("created_at"))
+                 .order_by("-last")[:shown])
+    placements = {p.pk: p for p in Placement.objects.filter(pk__in={f["placement_id"] for f in found}).select_related("channel")}
+    for f in found:
+        placement = placements[f["placement_id"]]
+        f["placement"], f["cost"] = placement, spend.cost_of_serving(placement.channel) * (f["customers"] or 0)
+    listed = any(p.channel.kind in LIST_CHANNELS for a in ads for p in a.placements.all()) if not found else True
+    return {"lists": found, "lists_card": listed}
 
 
 def _model_context(campaign: Campaign) -> dict:

@@ -173,6 +173,27 @@ def test_the_detail_page_shows_each_ads_exploration_progress_and_the_daily_chart
     assert 'data-chart="chart-daily"' in page and '"Ads served"' in page
 
 
+def test_the_detail_page_shows_the_delivery_lists_fetched_and_explains_them_before_the_first(as_mark, shop):
+    from marketing import delivery_lists
+
+    release = shop["release"]
+    detail = reverse("campaigns:detail", args=[release.pk])
+    assert 'id="lists-card"' not in text(as_mark.get(detail))  # banner ads only: nothing is messaged from lists
+    push = Channel.objects.create(name="Push", kind=Channel.Kind.PUSH, cost_model=Channel.CostModel.SEND, unit_cost=Decimal("0.02"))
+    evening = Placement.objects.create(slug="evening-push", name="Evening push", channel=push)
+    shop["single"].placements.add(evening)
+    page = text(as_mark.get(detail))
+    assert 'id="lists-card"' in page and "No list fetched yet" in page and f"/api/v1/campaigns/{release.pk}/delivery-list" in page
+    Customer.objects.bulk_create([Customer(external_id=f"p{i:03d}") for i in range(5)])
+    rows = list(delivery_lists.stream(release, evening, "monday-evening", size=3))
+    assert len(rows) == 7  # fan-1, other-1 and the five new customers, in batches of 3
+    page = text(as_mark.get(detail))
+    card = page[page.index('id="lists-card"'):page.index("Frequency caps of this campaign")]
+    assert "<code>monday-evening</code>" in card and "Evening push" in card and "No list fetched yet" not in card
+    cells = [c.split(">")[-1] for c in card.split("</td>")]
+    assert cells[2:5] == ["3", "7", "0.14"]  # batches, customers, 7 sends at 0.02
+
+
 # Ads
 
 
