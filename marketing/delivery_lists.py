@@ -299,7 +299,7 @@ def _reserve(campaign: Campaign, placement: Placement, key: str, after: int, siz
     if not count or affordable == 0:
         return None, None
     done = DeliveryBatch.objects.create(campaign=campaign, placement=placement, key=key, after=after, last=last,
-                                        size=size, created_at=now)
+                                        size=size, targeted=count, created_at=now)
     held = setup.setup_for(placement.slug)
     found = caps.bearing(held.caps, placement, [a for a in held.ads if a.campaign_id == campaign.pk]) if held else []
     cap_params: list = []

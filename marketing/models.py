@@ -429,7 +429,8 @@ class DeliveryBatch(models.Model):
     after = models.BigIntegerField(help_text="Customers with a greater id …")
     last = models.BigIntegerField(help_text="… up to and including this one")
     size = models.PositiveIntegerField()
-    rows = models.PositiveIntegerField(default=0, help_text="Customers reserved (the others were capped)")
+    targeted = models.PositiveIntegerField(default=0, help_text="Customers the plan picked in the batch's block")
+    rows = models.PositiveIntegerField(default=0, help_text="Customers reserved (the others were capped or over budget)")
     token = models.UUIDField(default=uuid.uuid4, unique=True, help_text="The decision id of its served ads")
     created_at = models.DateTimeField()
 

@@ -126,14 +126,18 @@ LIST_CHANNELS = (Channel.Kind.PUSH, Channel.Kind.EMAIL, Channel.Kind.SMS)
 def _lists_context(campaign: Campaign, ads: list[Ad], shown: int = 10) -> dict:
     """The delivery lists external systems fetched for the campaign, newest first: batches, customers, cost, when.
 
+    Customers are those reserved; `left_out` those the plan picked but a cap or the budget kept off the list.
+
     The card shows when the campaign has lists, or ads on a channel that is messaged from lists (push, e-mail, SMS)."""
     found = list(DeliveryBatch.objects.filter(campaign=campaign).values("key", "placement_id")
-                 .annotate(batches=Count("id"), customers=Sum("rows"), first=Min("created_at"), last=Max("created_at"))
+                 .annotate(batches=Count("id"), picked=Sum("targeted"), customers=Sum("rows"),
+                           first=Min("created_at"), last=Max("created_at"))
                  .order_by("-last")[:shown])
     placements = {p.pk: p for p in Placement.objects.filter(pk__in={f["placement_id"] for f in found}).select_related("channel")}
     for f in found:
         placement = placements[f["placement_id"]]
         f["placement"], f["cost"] = placement, spend.cost_of_serving(placement.channel) * (f["customers"] or 0)
+        f["left_out"] = (f["picked"] or 0) - (f["customers"] or 0)
     listed = any(p.channel.kind in LIST_CHANNELS for a in ads for p in a.placements.all()) if not found else True
     return {"lists": found, "lists_card": listed}
 

@@ -94,8 +94,11 @@ def test_caps_skip_customers_a_decision_already_reached(push):
     assert "c0001" not in got  # channel gap: a push half an hour ago
     assert got["c0002"] == push["family"].pk  # the gap has passed
     assert len(got) == 998 and set(got.values()) == {push["family"].pk}  # by priority
+    batch = DeliveryBatch.objects.get(key="monday")
+    assert (batch.targeted, batch.rows) == (1000, 998)  # the plan picked everyone; caps left two out
     # The ad's lifetime cap now holds for everyone it reached.
     assert fetch(push, key="again") == []
+    assert list(DeliveryBatch.objects.filter(key="again").values_list("targeted", "rows")) == [(1000, 0)]
 
 
 def test_the_budget_limits_the_list_and_is_spent_once(push):

@@ -185,13 +185,15 @@ def test_the_detail_page_shows_the_delivery_lists_fetched_and_explains_them_befo
     page = text(as_mark.get(detail))
     assert 'id="lists-card"' in page and "No list fetched yet" in page and f"/api/v1/campaigns/{release.pk}/delivery-list" in page
     Customer.objects.bulk_create([Customer(external_id=f"p{i:03d}") for i in range(5)])
+    FrequencyCap.objects.create(level="campaign", campaign=release, max_count=1, window=FrequencyCap.Window.DAY)
+    decide(shop["fan"], shop["home"])  # the fan had the campaign's one ad of the day on the banner
     rows = list(delivery_lists.stream(release, evening, "monday-evening", size=3))
-    assert len(rows) == 7  # fan-1, other-1 and the five new customers, in batches of 3
+    assert len(rows) == 6  # other-1 and the five new customers, in batches of 3 (the fan is capped)
     page = text(as_mark.get(detail))
     card = page[page.index('id="lists-card"'):page.index("Frequency caps of this campaign")]
     assert "<code>monday-evening</code>" in card and "Evening push" in card and "No list fetched yet" not in card
     cells = [c.split(">")[-1] for c in card.split("</td>")]
-    assert cells[2:5] == ["3", "7", "0.14"]  # batches, customers, 7 sends at 0.02
+    assert cells[2:6] == ["3", "6", "1", "0.12"]  # batches, customers, capped, 6 sends at 0.02
 
 
 # Ads
