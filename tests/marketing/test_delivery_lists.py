@@ -309,3 +309,16 @@ def test_a_list_and_concurrent_decisions_share_the_caps_exactly():
     assert not errors, errors[:3]
     per_customer = Counter(ServedAd.objects.values_list("customer_id", flat=True))
     assert len(per_customer) == 400 and set(per_customer.values()) == {1}
+
+
+def test_migration_0017_gives_earlier_batches_their_reserved_rows_as_picked(push):
+    """Batches fetched before 0017 did not count whom the plan picked; at least their reserved rows were."""
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("marketing.migrations.0017_delivery_batch_targeted")
+    fetch(push, size=300)
+    DeliveryBatch.objects.update(targeted=0)  # as the column's default left them
+    migration.picked_at_least_reserved(apps, None)
+    assert sorted(DeliveryBatch.objects.values_list("targeted", "rows")) == [(100, 100), (300, 300), (300, 300), (300, 300)]
