@@ -43,7 +43,6 @@ from . import caps, control, rates, setup, spend
 from .models import Ad, Campaign, DeliveryBatch, DeliveryPlan, FrequencyCap, Placement, PlanRule, ServedAd
 
 MAX_BATCH = 50_000
-FORMATS = ("rows", "csv", "ndjson")
 CSV_HEADER = "customer,ad,batch,cursor\r\n"
 HASH = 2654435761  # Knuth's multiplicative hash: spreads consecutive ids evenly over the ads
 

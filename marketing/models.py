@@ -267,8 +267,10 @@ class ServedAd(models.Model):
     decision = models.UUIDField(default=uuid.uuid4)
     # No database constraints on the keys of this ledger: PostgreSQL checks a foreign key with a query per
     # inserted row, which was half of a delivery list's time (4 µs a row for the ad's alone). Every row is
-    # written from a customer and an ad read in the same transaction, the level keys below are copies of the
-    # ad's, and Django still cascades deletes through all of them (tests/marketing/test_delivery_lists.py).
+    # written for a customer read in the same statement or transaction and an ad of the set-up being served;
+    # the level keys below are copies of the ad's. Django still cascades deletes through all of them
+    # (tests/marketing/test_delivery_lists.py); a row written while its ad is being deleted stays, and still
+    # counts toward the customer's caps, as what was served.
     customer = models.ForeignKey(Customer, on_delete=models.CASCADE, related_name="+", db_index=False, db_constraint=False)
     ad = models.ForeignKey(Ad, on_delete=models.CASCADE, related_name="served", db_constraint=False)
     # Copies of the ad's keys, so caps count without joins.
