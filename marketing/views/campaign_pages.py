@@ -113,7 +113,7 @@ def campaign_detail(request, pk: int):
                                       Campaign.Status.ENDED) if campaign.can_move_to(s)]
     context = {**_model_context(campaign), "ads": ads, "caps": caps, "spent": spent, "spent_today": spent_today,
                "served_14d": served_14d, "chart": chart, "moves": moves, "badge": STATUS_BADGES[campaign.status],
-               "explored": sum(1 for a in ads if a.explored_at), "explored_sub": f"of {len(ads)} ads",
+               "explored": sum(1 for a in ads if a.ranked and a.explored_at), "explored_sub": _explored_sub(ads),
                "spent_sub": f"of {campaign.total_budget:,.2f}" if campaign.total_budget is not None else "no total budget",
                "today_sub": f"of {campaign.daily_budget:,.2f}" if campaign.daily_budget is not None else "no daily budget",
                "history": AuditEntry.objects.for_object("campaign", campaign.pk)[:8], **_lists_context(campaign, ads)}
@@ -140,6 +140,15 @@ def _lists_context(campaign: Campaign, ads: list[Ad], shown: int = 10) -> dict:
         f["left_out"] = (f["picked"] or 0) - (f["customers"] or 0)
     listed = any(p.channel.kind in LIST_CHANNELS for a in ads for p in a.placements.all()) if not found else True
     return {"lists": found, "lists_card": listed}
+
+
+def _explored_sub(ads: list[Ad]) -> str:
+    """Under "Ads explored": of how many (only ads a plan ranks by model explore; targeted ones need not)."""
+    ranked = sum(1 for a in ads if a.ranked)
+    if not ranked:
+        return "no ad is ranked by model" if ads else "no ads yet"
+    others = len(ads) - ranked
+    return f"of {ranked} ranked by model" + (f", {others} targeted or by priority" if others else "")
 
 
 def _model_context(campaign: Campaign) -> dict:

@@ -166,10 +166,11 @@ def test_the_detail_page_shows_each_ads_exploration_progress_and_the_daily_chart
     Ad.objects.filter(pk=shop["single"].pk).update(explored_at=now)
     page = text(as_mark.get(reverse("campaigns:detail", args=[release.pk])))
     assert "Needs no exploration: no plan ranks it by model" in page and "Exploring:" not in page
+    assert "Explored " not in page and "no ad is ranked by model" in page  # an explored ad no plan ranks needs none
     DeliveryPlan.objects.create(placement=shop["home"], rest=DeliveryPlan.Rest.MODEL)  # now a model ranks them: they explore
     page = text(as_mark.get(reverse("campaigns:detail", args=[release.pk])))
     assert "Exploring: 3 of 4 impressions" in page and 'aria-valuenow="75"' in page
-    assert "Explored now" in page or "Explored 0" in page or "Explored " in page
+    assert "Explored now" in page and "of 3 ranked by model" in page
     assert 'data-chart="chart-daily"' in page and '"Ads served"' in page
 
 
