@@ -91,12 +91,19 @@ def present(report: roi.Report) -> dict:
     """The report as the page's cards, charts and table (formatted here, so the template only lays out)."""
     q, total, inc = report.query, report.total, report.incremental
     inc_roi = inc.roi if inc else None
+    valued = any(x.measured and (x.treated.value or x.control.value) for x in report.lifts)
+    if inc_roi is None:
+        inc_roi_sub = "needs a control group"
+    elif not valued:  # as in the lift table: responses without value say nothing of a return
+        inc_roi, inc_roi_sub = None, "no revenue in treated or control yet"
+    else:
+        inc_roi_sub = f"95 % CI {percent(inc_roi.low, 0)} to {percent(inc_roi.high, 0)}"
     kpis = [
         {"label": "Spend", "value": money(total.spend), "icon": "wallet2", "sub": f"{total.impressions:,} impressions"},
         {"label": "Revenue", "value": money(total.revenue), "icon": "cash-coin", "sub": f"ROAS {total.roas:,.2f}" if total.roas is not None else "no spend yet"},
         {"label": "ROI", "value": percent(total.roi, 0), "icon": "graph-up-arrow", "sub": "attributed to the ads"},
         {"label": "Incremental ROI", "value": percent(inc_roi.estimate, 0) if inc_roi else "—", "icon": "bullseye",
-         "sub": f"95 % CI {percent(inc_roi.low, 0)} to {percent(inc_roi.high, 0)}" if inc_roi else "needs a control group"},
+         "sub": inc_roi_sub},
         {"label": "Conversions", "value": f"{total.conversions:,}", "icon": "check2-circle", "sub": f"{total.clicks:,} clicks"},
         {"label": "CPA", "value": money(total.cpa), "icon": "tag", "sub": "spend per conversion"},
     ]

@@ -242,6 +242,18 @@ def test_without_a_control_group_there_is_no_incremental_figure(known_effect):
     assert not result.lifts[0].measured and result.lifts[0].incremental_roi is None and result.incremental is None
 
 
+def test_the_incremental_roi_card_shows_the_estimate_and_only_when_some_response_had_a_value(known_effect):
+    from marketing.views.roi import present
+
+    def card() -> dict:
+        return next(k for k in present(roi.report(query()))["kpis"] if k["label"] == "Incremental ROI")
+
+    shown = card()
+    assert shown["value"] == "100\xa0%" and shown["sub"] == "95 % CI 35\xa0% to 165\xa0%"  # (1,000 − 500) / 500, as above
+    Event.objects.update(value=0)  # the same responses, worth nothing: spend bought responses, not revenue
+    assert card() == {**shown, "value": "—", "sub": "no revenue in treated or control yet"}
+
+
 # -- the page ---------------------------------------------------------------------------------------------------
 
 
