@@ -18,7 +18,7 @@ from ml.models import Job
 
 
 def activity_trend(days: int = 30) -> dict:
-    """Daily plays, listeners and revenue; cached for a minute because it scans a month of activity."""
+    """Daily plays, listeners (customers who played) and revenue; cached for a minute: it scans a month of activity."""
     key = f"dashboard:trend:{days}"
     if (cached := cache.get(key)) is not None:
         return cached
@@ -29,7 +29,7 @@ def activity_trend(days: int = 30) -> dict:
         .values("day")
         .annotate(
             plays=Count("id", filter=Q(kind=ActivityKind.PLAY)),
-            listeners=Count("customer", distinct=True),
+            listeners=Count("customer", distinct=True, filter=Q(kind=ActivityKind.PLAY)),  # who played, not any activity
             revenue=Sum("value", filter=Q(kind__in=REVENUE_KINDS)),
         )
         .order_by("day")
