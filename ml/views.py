@@ -124,7 +124,13 @@ MORE_METRICS = [("qini", "Qini coefficient", 3), ("uplift_auc", "Uplift AUC", 3)
                 ("observed_uplift", "Average effect", 3), ("base_rate", "Base rate", 3), ("mean_prediction", "Mean prediction", 3),
                 ("train_seconds", "Training seconds", 2),
                 ("recall10", "Recall@10", 3), ("ndcg10", "NDCG@10", 3), ("popularity_recall10", "Popularity recall@10", 3),
-                ("popularity_ndcg10", "Popularity NDCG@10", 3), ("customers", "Customers", 0), ("items", "Items", 0)]
+                ("popularity_ndcg10", "Popularity NDCG@10", 3), ("customers", "Customers", 0), ("items", "Items", 0),
+                ("mape_ratio_vs_naive_d7", "MAPE vs naive, day 7", 3), ("mape_d7", "MAPE, day 7", 3),
+                ("coverage_d7", "80 % interval coverage, day 7", 2), ("mape_d30", "MAPE, day 30", 3),
+                ("spearman", "Spearman ρ", 3), ("auc_top_quartile", "AUC, top quartile", 3), ("mae", "MAE", 3),
+                ("genre_accuracy", "Genre accuracy", 3), ("mood_accuracy", "Mood accuracy", 3),
+                ("genre_majority_accuracy", "Genre accuracy, majority class", 3)]
+LIST_COLUMNS = 4  # headline metrics the model list shows per subject
 METRIC_LABELS = {key: label for key, label, _ in METRICS + MORE_METRICS}  # "AUC", not "Auc", in a job's result
 CANDIDATE_COLUMNS = [("auc", "AUC"), ("log_loss", "Log loss"), ("rmse", "RMSE"),
                      ("calibration_error", "Calibration error"), ("train_seconds", "Training seconds")]
@@ -406,10 +412,12 @@ def _recsys_panel(version: ModelVersion, customer: str) -> dict | None:
 @viewer_required
 def model_list(request):
     versions = list(ModelVersion.objects.order_by("key", "-version"))
-    for v in versions:
-        v.metric_cells = [(v.metrics.get(name) if _is_number(v.metrics.get(name)) else None, digits)
-                          for name, _, digits in METRICS]
     keys = [{"key": key, "versions": list(rows)} for key, rows in groupby(versions, key=lambda v: v.key)]
+    for group in keys:  # each subject's own key figures: a recommender has no AUC, a campaign model no recall
+        group["metric_names"] = _headline_metrics(group["versions"])
+        for v in group["versions"]:
+            v.metric_cells = [(v.metrics.get(name) if _is_number(v.metrics.get(name)) else None, digits)
+                              for name, _, digits in group["metric_names"]]
     # A campaign's models name it; versions that did not record its name (trained outside the normal flow) look it up.
     # By app label, not by import: ml stays below marketing.
     campaign_ids = {group["versions"][0].campaign_id for group in keys} - {None}
@@ -424,7 +432,15 @@ def model_list(request):
         candidates=Count("id", filter=Q(status=ModelVersion.Status.CANDIDATE)),
         last_trained=Max("created_at"),
     )
-    return render(request, "ml/model_list.html", {"keys": keys, "counts": counts, "metric_names": METRICS})
+    return render(request, "ml/model_list.html", {"keys": keys, "counts": counts})
+
+
+def _headline_metrics(versions: list[ModelVersion]) -> list[tuple[str, str, int]]:
+    """The first LIST_COLUMNS known metrics any of the versions recorded (campaign models: AUC, log loss, RMSE,
+    calibration error); a subject with none of them: AUC … as columns of dashes."""
+    recorded = {name for v in versions for name, value in (v.metrics or {}).items() if _is_number(value)}
+    found = [m for m in METRICS + MORE_METRICS if m[0] in recorded]
+    return found[:LIST_COLUMNS] or METRICS
 
 
 @require_GET

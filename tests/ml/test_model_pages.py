@@ -316,3 +316,17 @@ def test_a_campaigns_models_are_headed_by_the_campaigns_name_and_link_to_it(clie
     link = reverse("campaigns:detail", args=[campaign.pk])
     assert f'<span class="fw-semibold">{KEY}</span> <span class="text-muted">· <a class="link-secondary" href="{link}">Summer K-pop push</a>' in html
     assert '<span class="fw-semibold">campaign:999</span></span>' in html  # nothing to name, nothing made up
+
+
+def test_each_subject_in_the_list_shows_its_own_key_figures(client_for, ann, versions):
+    registry.register_candidate("recsys:als", "recsys", b"{}", metrics={
+        "recall10": 0.1941, "ndcg10": 0.2321, "popularity_recall10": 0.0702, "popularity_ndcg10": 0.081, "fit_seconds": 3.2})
+    registry.register_candidate("forecast:streams", "forecast", b"{}", metrics={
+        "mape_ratio_vs_naive_d7": 0.5061, "mape_d7": 0.2211, "coverage_d7": 0.81, "mape_d30": 0.31, "naive_mape_d7": 0.43})
+    response = client_for(ann).get(reverse("models:list"))
+    columns = {g["key"]: [label for _, label, _ in g["metric_names"]] for g in response.context["keys"]}
+    assert columns == {KEY: ["AUC", "Log loss", "RMSE"],
+                       "recsys:als": ["Recall@10", "NDCG@10", "Popularity recall@10", "Popularity NDCG@10"],
+                       "forecast:streams": ["MAPE vs naive, day 7", "MAPE, day 7", "80 % interval coverage, day 7", "MAPE, day 30"]}
+    html = response.content.decode()
+    assert "0.194" in html and "0.506" in html and "0.81" in html and "Calibration error" not in html
