@@ -127,7 +127,7 @@ MORE_METRICS = [("qini", "Qini coefficient", 3), ("uplift_auc", "Uplift AUC", 3)
                 ("popularity_ndcg10", "Popularity NDCG@10", 3), ("customers", "Customers", 0), ("items", "Items", 0),
                 ("mape_ratio_vs_naive_d7", "MAPE vs naive, day 7", 3), ("mape_d7", "MAPE, day 7", 3),
                 ("coverage_d7", "80 % interval coverage, day 7", 2), ("mape_d30", "MAPE, day 30", 3),
-                ("spearman", "Spearman ρ", 3), ("auc_top_quartile", "AUC, top quartile", 3), ("mae", "MAE", 3),
+                ("spearman", "Spearman correlation", 3), ("auc_top_quartile", "AUC, top quartile", 3), ("mae", "MAE", 3),
                 ("genre_accuracy", "Genre accuracy", 3), ("mood_accuracy", "Mood accuracy", 3),
                 ("genre_majority_accuracy", "Genre accuracy, majority class", 3)]
 LIST_COLUMNS = 4  # headline metrics the model list shows per subject
