@@ -479,7 +479,9 @@ class AnalyticsResult:
             if value is None:
                 what = "an item" if any(MEASURES[k].distinct == "item" for k in m.needs) else "a customer"
                 why = f"{what} is in several groups; pick no dimension for the total"
-            result.append({"measure": m, "value": value, "shown": m.format(value), "why_not": why})
+            # A card fits about ten characters: large money totals are shown to the unit (the table keeps the cents).
+            shown = f"{value:,.0f}" if m.money and value is not None and abs(value) >= 10_000 else m.format(value)
+            result.append({"measure": m, "value": value, "shown": shown, "why_not": why})
         return result
 
     def sorted_rows(self) -> list[Row]:

@@ -92,6 +92,15 @@ def test_by_region_customers_include_the_inactive_and_distinct_items_do_not_add_
     assert "an item is in several groups" in result.totals()[6]["why_not"]
 
 
+def test_a_money_total_too_wide_for_its_card_is_shown_to_the_unit(base):
+    _, result = ask()
+    shown = {t["measure"].key: t["shown"] for t in result.totals()}
+    assert (shown["revenue"], shown["revenue_per_customer"], shown["plays"]) == ("24.99", "6.25", "5")
+    result.sums["revenue"] = Decimal("135436.57")
+    shown = {t["measure"].key: t["shown"] for t in result.totals()}
+    assert (shown["revenue"], shown["revenue_per_customer"], shown["plays_per_active"]) == ("135,437", "33,859", "1.67")
+
+
 def test_region_by_age_band(base):
     rows, _ = ask("region", "age", measures=("customers", "plays", "revenue"))
     assert rows == {
