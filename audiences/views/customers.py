@@ -133,7 +133,8 @@ def customer_detail(request, pk: int):
     context = {
         "customer": customer,
         "memberships": memberships,
-        "attributes": [(k, ", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in customer.attributes.items()],
+        "attributes": [(k, k.replace("_", " ").capitalize(), ", ".join(map(str, v)) if isinstance(v, list) else v)
+                       for k, v in customer.attributes.items()],  # the imported key, and it as a label
         "persona": persona,
         "recent": recent,
         "chart": activity_chart(customer),

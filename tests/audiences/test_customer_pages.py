@@ -47,3 +47,11 @@ def test_the_list_sorts_by_its_columns_and_keeps_search_and_filter(client_for, a
 def test_the_list_shows_the_base_in_figures(client_for, ann, base):
     kpis = client_for(ann).get(reverse("customers:list")).context["kpis"]
     assert kpis["total"] == 4 and kpis["active_7d"] == 1 and dict(kpis["segments"])["Loyal"] == 1
+
+
+def test_the_customer_page_labels_imported_attributes_in_words(client_for, ann, base):
+    customer = Customer.objects.get(external_id="c-ann")
+    Customer.objects.filter(pk=customer.pk).update(attributes={"onboarding_genres": ["dancehall", "reggaeton"], "plan": "duo"})
+    page = client_for(ann).get(reverse("customers:detail", args=[customer.pk])).content.decode()
+    assert '<dt class="col-5" title="onboarding_genres">Onboarding genres</dt><dd class="col-7">dancehall, reggaeton</dd>' in page
+    assert '<dt class="col-5" title="plan">Plan</dt><dd class="col-7">duo</dd>' in page
