@@ -23,12 +23,14 @@ def _age_band():
     return Case(*whens, default=Value("unknown"), output_field=CharField())
 
 
+NATURAL = "natural"
 DIMENSIONS = [
-    # (key, title, expression or field, fixed order of categories or None for the top ones)
+    # (key, title, expression or field, fixed order of categories, NATURAL for the base's in sorted order, or None for the
+    # audience's top ones)
     ("age", "Age", _age_band, [label for _, _, label in AGE_BANDS] + ["unknown"]),
     ("gender", "Gender", "gender", None),
     ("region", "Region", "region", None),
-    ("city_tier", "City tier", "city_tier", None),
+    ("city_tier", "City tier", "city_tier", NATURAL),
     ("segment", "Value segment", "persona__segment", [s.value for s in Segment]),
     ("top_genre", "Top genre", "persona__top_genre", None),
     ("top_artist", "Top artist", "persona__top_artist", None),
@@ -51,6 +53,8 @@ def compare(members: QuerySet, *, top: int = 8) -> list[dict]:
         inside, everyone = _counts(members, field), _counts(base, field)
         if order is None:
             order = [k for k, _ in sorted(inside.items(), key=lambda kv: -kv[1]) if k not in (None, "")][:top]
+        elif order == NATURAL:  # an ordinal scale reads in its own order: tier 1, 2, 3, 4
+            order = sorted(k for k in everyone if k not in (None, ""))
         rows = []
         for category in order:
             a = inside.get(category, 0) / size if size else 0.0

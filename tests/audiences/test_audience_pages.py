@@ -116,3 +116,14 @@ def test_insights_index_the_audience_against_the_base(people, mark):
     assert (round(south["audience"]), round(south["base"]), south["index"]) == (50, 67, 75)
     assert (round(north["audience"]), round(north["base"]), north["index"]) == (50, 33, 150)
     assert dims["top_genre"]["hip-hop"]["index"] == 150
+
+
+def test_city_tiers_read_in_their_own_order_not_by_size(people, mark):
+    from audiences import actions, insights
+
+    for n, tier in enumerate([3, 3, 3, 1, 2, 4, 4]):
+        Customer.objects.create(external_id=f"tier-{n}", region="south", city_tier=tier)
+    audience = actions.save_audience(Audience(name="South", rule={"field": "region", "op": "eq", "value": "south"}), by=mark)
+    tiers = next(d for d in insights.compare(Customer.objects.in_snapshot(audience)) if d["key"] == "city_tier")
+    assert [r["label"] for r in tiers["rows"]] == ["1", "2", "3", "4"]
+    assert tiers["rows"][2]["audience"] == pytest.approx(100 * 3 / audience.size)  # tier 3: the largest, third
