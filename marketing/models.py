@@ -223,14 +223,19 @@ class FrequencyCap(models.Model):
                                                   help_text="At least this long between two served ads at this level")
 
     def __str__(self) -> str:
+        target = f" {self.target}" if self.target else ""
+        return f"{self.get_level_display()}{target}: {self.limits}"
+
+    @property
+    def limits(self) -> str:
+        """What the cap allows, in words: "3 per rolling week, 4 h apart"."""
         parts = []
         if self.max_count:
             parts.append(f"{self.max_count} {self.get_window_display()}")
         if self.min_gap_seconds:
             gap = self.min_gap_seconds
             parts.append(f"{gap // 3600} h apart" if gap % 3600 == 0 else f"{gap // 60} min apart" if gap % 60 == 0 else f"{gap} s apart")
-        target = f" {self.target}" if self.target else ""
-        return f"{self.get_level_display()}{target}: {', '.join(parts)}"
+        return ", ".join(parts)
 
     @property
     def target(self):

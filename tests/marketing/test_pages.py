@@ -452,3 +452,11 @@ def test_anonymous_visitors_are_sent_to_log_in(client, shop):
 def test_a_missing_campaign_is_404(as_mark, db):
     assert as_mark.get(reverse("campaigns:detail", args=[999])).status_code == 404
     assert as_mark.post(reverse("campaigns:status", args=[999]), {"status": "live"}).status_code == 404
+
+
+def test_the_delivery_pages_caps_name_their_level_once(as_mark, shop):
+    FrequencyCap.objects.create(level="ad", ad=shop["single"], max_count=1, window=FrequencyCap.Window.DAY)
+    FrequencyCap.objects.create(level="service", max_count=12, window=FrequencyCap.Window.DAY, min_gap_seconds=600)
+    page = text(as_mark.get(reverse("campaigns:delivery")))
+    assert '>Ad</span><span class="me-auto small">K-pop release · single: 1 per rolling day</span>' in page
+    assert '>Whole service</span><span class="me-auto small">12 per rolling day, 10 min apart</span>' in page
