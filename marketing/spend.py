@@ -84,6 +84,25 @@ def spent(ids: Iterable[int], today) -> tuple[dict[int, Decimal], dict[int, Deci
     return totals, todays
 
 
+def spent_overall(today) -> tuple[Decimal, Decimal]:
+    """Every campaign's spend together, in all and today: accrued plus reported for a campaign (as `spent`)."""
+    total, todays = Decimal(0), Decimal(0)
+    for model in (CampaignSpend, ExternalSpend):
+        found = model.objects.filter(campaign__isnull=False).aggregate(total=Sum("amount"), today=Sum("amount", filter=Q(day=today)))
+        total, todays = total + (found["total"] or 0), todays + (found["today"] or 0)
+    return total, todays
+
+
+def spent_per_day(campaign_id: int, first) -> dict:
+    """A campaign's spend per day from `first` on: accrued plus reported."""
+    days: dict = {}
+    for model in (CampaignSpend, ExternalSpend):
+        for day, amount in (model.objects.filter(campaign_id=campaign_id, day__gte=first).values("day")
+                            .annotate(s=Sum("amount")).values_list("day", "s")):
+            days[day] = days.get(day, Decimal(0)) + (amount or 0)
+    return days
+
+
 _spent: dict[tuple, tuple[float, dict, dict]] = {}
 
 

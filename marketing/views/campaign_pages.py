@@ -24,7 +24,7 @@ from ml.models import Job, ModelVersion
 from .. import actions, incrementality, learning, rates, spend
 from ..access import get_ad_for_user, get_campaign_for_user, get_cap_for_user
 from ..forms import AdForm, CampaignForm, CapForm
-from ..models import Ad, Campaign, CampaignSpend, Channel, Decision, DeliveryBatch, FrequencyCap, Placement, ServedAd
+from ..models import Ad, Campaign, Channel, Decision, DeliveryBatch, FrequencyCap, Placement, ServedAd
 
 STATUS_BADGES = {"draft": "secondary", "exploring": "info", "live": "success", "paused": "warning", "ended": "dark"}
 # The button that moves a campaign to each status, and whether it asks first.
@@ -52,21 +52,19 @@ def campaign_list(request):
     page = Paginator(campaigns, 25).get_page(request.GET.get("page"))
     ids = [c.pk for c in page]
     today = timezone.localdate()
-    totals = dict(CampaignSpend.objects.filter(campaign_id__in=ids).values("campaign_id").annotate(s=Sum("amount"))
-                  .values_list("campaign_id", "s"))
-    todays = dict(CampaignSpend.objects.filter(campaign_id__in=ids, day=today).values("campaign_id").annotate(s=Sum("amount"))
-                  .values_list("campaign_id", "s"))
+    totals, todays = spend.spent(ids, today)  # accrued by the cost model plus reported by ad platforms, as budgets count
     for c in page:
         c.spent, c.spent_today, c.badge = totals.get(c.pk) or 0, todays.get(c.pk) or 0, STATUS_BADGES[c.status]
     context = {"page_obj": page, "q": q, "status": status, "statuses": Campaign.Status.choices,
                "query": urlencode({k: v for k, v in {"q": q, "status": status}.items() if v}), "target": "#campaigns"}
     if request.htmx:
         return render(request, "marketing/campaign_list.html#table", context)
+    spend_total, spend_today = spend.spent_overall(today)
     context["kpis"] = {
         "serving": Campaign.objects.filter(status__in=Campaign.SERVING).count(),
         "serving_sub": f"exploring or live, of {Campaign.objects.count():,} campaigns",
-        "spend_today": CampaignSpend.objects.filter(day=today).aggregate(s=Sum("amount"))["s"] or 0,
-        "spend_total": CampaignSpend.objects.aggregate(s=Sum("amount"))["s"] or 0,
+        "spend_today": spend_today,
+        "spend_total": spend_total,
         "decisions_today": Decision.objects.filter(created_at__gte=_today_start()).count(),
     }
     return render(request, "marketing/campaign_list.html", context)
@@ -106,8 +104,8 @@ def campaign_detail(request, pk: int):
         ad.explore_pct = min(100, round(100 * ad.served_count / campaign.explore_impressions))
         ad.explore_days_left = max(0, campaign.explore_days - (now - ad.created_at).days)
     caps = FrequencyCap.objects.filter(Q(campaign=campaign) | Q(ad__campaign=campaign)).select_related("ad", "campaign")
-    spent = CampaignSpend.objects.filter(campaign=campaign).aggregate(s=Sum("amount"))["s"] or Decimal(0)
-    spent_today = CampaignSpend.objects.filter(campaign=campaign, day=timezone.localdate()).aggregate(s=Sum("amount"))["s"] or 0
+    totals, todays = spend.spent([campaign.pk], timezone.localdate())  # as its budgets count it
+    spent, spent_today = totals.get(campaign.pk, Decimal(0)), todays.get(campaign.pk, Decimal(0))
     chart, served_14d = _daily_chart(campaign, [a.pk for a in ads])
     moves = [(s, *MOVES[s]) for s in (Campaign.Status.EXPLORING, Campaign.Status.LIVE, Campaign.Status.PAUSED,
                                       Campaign.Status.ENDED) if campaign.can_move_to(s)]
@@ -167,8 +165,7 @@ def _daily_chart(campaign: Campaign, ad_ids: list[int], days: int = 14) -> tuple
     """Spend and served ads per day over the last `days` days (a bar and a line on two axes)."""
     today = timezone.localdate()
     first = today - timedelta(days=days - 1)
-    spend = dict(CampaignSpend.objects.filter(campaign=campaign, day__gte=first).values("day").annotate(s=Sum("amount"))
-                 .values_list("day", "s"))
+    per_day = spend.spent_per_day(campaign.pk, first)
     start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
     served = dict(ServedAd.objects.filter(ad_id__in=ad_ids, served_at__gte=start).annotate(day=TruncDate("served_at"))
                   .values("day").annotate(n=Count("id")).values_list("day", "n"))
@@ -176,7 +173,7 @@ def _daily_chart(campaign: Campaign, ad_ids: list[int], days: int = 14) -> tuple
     chart = {
         "type": "bar",
         "data": {"labels": [d.strftime("%b %d") for d in labels], "datasets": [
-            {"label": "Spend", "data": [float(spend.get(d, 0)) for d in labels], "yAxisID": "y", "color": "#1f9d8b"},
+            {"label": "Spend", "data": [float(per_day.get(d, 0)) for d in labels], "yAxisID": "y", "color": "#1f9d8b"},
             {"label": "Ads served", "data": [served.get(d, 0) for d in labels], "type": "line", "yAxisID": "y1",
              "color": "#5b2fd6", "pointRadius": 2},
         ]},

@@ -116,6 +116,25 @@ def test_the_list_opens_with_its_figures_and_finds_campaigns_by_name(as_mark, sh
     assert "Premium upsell" in found and "K-pop release" not in found and "<html" not in found
 
 
+def test_spend_an_ad_platform_reported_counts_on_the_list_the_page_and_its_chart(as_mark, shop):
+    from marketing.models import ExternalSpend
+
+    today, release = timezone.localdate(), shop["release"]
+    CampaignSpend.objects.create(campaign=release, day=today, amount=Decimal("10"))
+    ExternalSpend.objects.create(source="meta", day=today, campaign=release, scope=f"campaign:{release.pk}", amount=Decimal("4.25"))
+    ExternalSpend.objects.create(source="meta", day=today - timezone.timedelta(days=2), campaign=release,
+                                 scope=f"campaign:{release.pk}", amount=Decimal("1"))
+    ExternalSpend.objects.create(source="meta", day=today, channel=shop["banner"], scope=f"channel:{shop['banner'].pk}",
+                                 amount=Decimal("99"))  # a channel's, no campaign's: not a campaign's spend
+    listed = as_mark.get(reverse("campaigns:list"))
+    row = next(c for c in listed.context["page_obj"] if c.pk == release.pk)
+    assert (row.spent, row.spent_today) == (Decimal("15.25"), Decimal("14.25"))
+    assert (listed.context["kpis"]["spend_total"], listed.context["kpis"]["spend_today"]) == (Decimal("15.25"), Decimal("14.25"))
+    detail = as_mark.get(reverse("campaigns:detail", args=[release.pk]))
+    assert (detail.context["spent"], detail.context["spent_today"]) == (Decimal("15.25"), Decimal("14.25"))
+    assert detail.context["chart"]["data"]["datasets"][0]["data"][-3:] == [1.0, 0.0, 14.25]
+
+
 def test_an_empty_list_says_what_to_do_next(as_mark, db):
     page = text(as_mark.get(reverse("campaigns:list")))
     assert "No campaigns yet." in page and "Create a campaign" in page
