@@ -39,8 +39,8 @@ def _filtered(request) -> tuple[dict, "Decision.objects"]:
 @viewer_required
 def decision_log(request):
     given, decisions = _filtered(request)
-    since = timezone.now() - timedelta(hours=24)
-    day = decisions.filter(created_at__gte=since)
+    hours = _last_hours()
+    day = decisions.filter(created_at__gte=hours[0])
     mix = dict(day.values_list("reason").annotate(n=Count("id")).values_list("reason", "n"))
     total = sum(mix.values())
     kpis = {
@@ -64,17 +64,22 @@ def decision_log(request):
         "rows": rows, "kpis": kpis, "given": given, "reasons": Decision.Reason.choices,
         "placements": Placement.objects.values_list("slug", "name"),
         "older": urlencode({**query, "before": rows[-1].created_at.isoformat()}) if more else "",
-        "newest": urlencode(query), "paged": bool(before), "chart": _chart(day),
+        "newest": urlencode(query), "paged": bool(before), "chart": _chart(day, hours),
     }
     if request.htmx:
         return render(request, "marketing/decision_log.html#table", context)
     return render(request, "marketing/decision_log.html", context)
 
 
-def _chart(day) -> dict:
-    """Decisions per hour over the last day, stacked by reason."""
+def _last_hours(n: int = 24) -> list:
+    """The starts of the last `n` clock hours, this one included (the log's "last 24 hours")."""
+    this = timezone.localtime().replace(minute=0, second=0, microsecond=0)
+    return [this - timedelta(hours=n - 1 - i) for i in range(n)]
+
+
+def _chart(day, hours: list) -> dict:
+    """Decisions per hour over the last day, stacked by reason; every hour has its bar, quiet ones at zero."""
     rows = day.annotate(hour=TruncHour("created_at")).values("hour", "reason").annotate(n=Count("id")).order_by("hour")
-    hours = sorted({r["hour"] for r in rows})
     counts = {(r["hour"], r["reason"]): r["n"] for r in rows}
     present = [r for r in Decision.Reason.values if any(reason == r for _, reason in counts)]
     return {

@@ -64,3 +64,12 @@ def test_filters_narrow_the_log_and_htmx_gets_the_table_only(client_for, ann, lo
 def test_an_empty_log_says_where_decisions_come_from(client_for, ann, db):
     html = client_for(ann).get(URL).content.decode()
     assert "No decisions yet." in html and "/api/v1/docs/" in html
+
+
+def test_the_hourly_chart_has_all_24_hours_quiet_ones_at_zero(client_for, ann, logged):
+    chart = client_for(ann).get(URL).context["chart"]
+    labels, datasets = chart["data"]["labels"], chart["data"]["datasets"]
+    this = timezone.localtime().replace(minute=0, second=0, microsecond=0)
+    assert len(labels) == 24 and labels[-1] == this.strftime("%H:00") and labels[0] == (this - timedelta(hours=23)).strftime("%H:00")
+    per_hour = [sum(d["data"][i] for d in datasets) for i in range(24)]
+    assert sum(per_hour) == 60 and per_hour[:22] == [0] * 22  # the 60 decisions of the last hour fall in its last two bars
