@@ -52,5 +52,5 @@ def test_a_marketer_logs_in_and_imports_a_csv(live_server, celery_worker_process
     page.get_by_role("link", name="Customers").first.click()
     expect(page.get_by_role("link", name="u1")).to_be_visible()
     page.get_by_role("link", name="u1").click()
-    expect(page.get_by_text("favourite_station")).to_be_visible()
+    expect(page.get_by_text("Favourite station")).to_be_visible()  # the imported attribute, labelled in words
     shot(page, "customer-detail")

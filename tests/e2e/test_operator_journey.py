@@ -350,7 +350,8 @@ def test_an_operator_goes_from_a_csv_to_a_live_campaign_its_model_roi_and_a_budg
     assert job.status == Job.Status.SUCCEEDED, f"{job.message} {job.error}"
     page.reload()
     expect(page.locator("#status")).to_have_text("Live")
-    expect(kpi(page, "Ads explored")).to_have_text("4")
+    expect(kpi(page, "Ads explored")).to_have_text("3")  # the targeted Family plan needs no exploration
+    expect(page.locator(".kpi", has_text="Ads explored")).to_contain_text("of 3 ranked by model, 1 targeted or by priority")
     expect(page.locator("#model-card table tbody tr")).to_have_count(1, timeout=120_000)  # polls while it trains
     expect(page.locator("#model-card")).to_contain_text("Succeeded")
     version = ModelVersion.objects.get(key=f"campaign:{campaign.pk}")
