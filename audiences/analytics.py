@@ -153,9 +153,12 @@ class Measure:
     distinct: str = ""  # "" additive; "customer": a customer can fall in several groups; "item": always overlaps
     icon: str = "bar-chart"  # Bootstrap icon of its KPI card
 
-    def format(self, value) -> str:
+    def format(self, value, *, card: bool = False) -> str:
+        """The value as text; on a KPI card (about ten characters) money of 10,000 or more is shown to the unit."""
         if value is None:
             return "—"
+        if card and self.money and abs(value) >= 10_000:
+            return f"{value:,.0f}"
         if self.money or self.ratio:
             return f"{value:,.2f}"
         return f"{value:,}"
@@ -479,9 +482,7 @@ class AnalyticsResult:
             if value is None:
                 what = "an item" if any(MEASURES[k].distinct == "item" for k in m.needs) else "a customer"
                 why = f"{what} is in several groups; pick no dimension for the total"
-            # A card fits about ten characters: large money totals are shown to the unit (the table keeps the cents).
-            shown = f"{value:,.0f}" if m.money and value is not None and abs(value) >= 10_000 else m.format(value)
-            result.append({"measure": m, "value": value, "shown": shown, "why_not": why})
+            result.append({"measure": m, "value": value, "shown": m.format(value, card=True), "why_not": why})
         return result
 
     def sorted_rows(self) -> list[Row]:

@@ -345,10 +345,9 @@ class DeliveryListView(APIView):
         except delivery_lists.ListError as error:
             return Response({error.field: [str(error)]}, status=status.HTTP_400_BAD_REQUEST)
         body = delivery_lists.stream(campaign, placement, key, q["after"], q["size"], q.get("batches"), fmt=q["format"])
-        if q["format"] == "ndjson":
-            response = StreamingHttpResponse(body, content_type="application/x-ndjson")
-        else:
-            response = StreamingHttpResponse(body, content_type="text/csv; charset=utf-8")
+        ndjson = q["format"] == "ndjson"
+        response = StreamingHttpResponse(body, content_type="application/x-ndjson" if ndjson else "text/csv; charset=utf-8")
+        if not ndjson:
             response["Content-Disposition"] = f'attachment; filename="campaign-{campaign.pk}-{key}.csv"'
         response["X-List"] = key
         return response

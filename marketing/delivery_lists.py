@@ -247,12 +247,17 @@ def _replay(done: DeliveryBatch, fmt: str) -> tuple[int, list[Row] | str]:
         return _result(done, fmt, cursor)
 
 
+def _text_in_sql(fmt: str) -> bool:
+    """Whether the statement itself writes the batch's text (PostgreSQL); else it returns rows."""
+    return fmt != "rows" and connection.vendor == "postgresql"
+
+
 def _output(done: DeliveryBatch, fmt: str) -> tuple[str, list]:
     """The SELECT that turns a batch's rows `t` (id, ad, ext) into the result, and its params.
 
     Rows for "rows" and on SQLite; on PostgreSQL the count and the batch's text in `fmt`, one line per row, written as
     `_text` writes them: CSV with the customer made spreadsheet-safe and quoted only when it must be, or JSON."""
-    if fmt == "rows" or connection.vendor != "postgresql":
+    if not _text_in_sql(fmt):
         return "SELECT t.ext, t.ad FROM t ORDER BY t.id", []
     name = _name(done)
     if fmt == "csv":
@@ -266,7 +271,7 @@ def _output(done: DeliveryBatch, fmt: str) -> tuple[str, list]:
 
 def _result(done: DeliveryBatch, fmt: str, cursor) -> tuple[int, list[Row] | str]:
     """How many rows the batch has, and them in `fmt`, from the cursor that ran `_output`'s SELECT."""
-    if fmt == "rows" or connection.vendor != "postgresql":
+    if not _text_in_sql(fmt):
         found = cursor.fetchall()
         return len(found), ([Row(ext, ad, _name(done), done.last) for ext, ad in found] if fmt == "rows"
                             else _text(done, found, fmt))

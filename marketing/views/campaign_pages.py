@@ -136,7 +136,7 @@ def _lists_context(campaign: Campaign, ads: list[Ad], shown: int = 10) -> dict:
         placement = placements[f["placement_id"]]
         f["placement"], f["cost"] = placement, spend.cost_of_serving(placement.channel) * (f["customers"] or 0)
         f["left_out"] = (f["picked"] or 0) - (f["customers"] or 0)
-    listed = any(p.channel.kind in LIST_CHANNELS for a in ads for p in a.placements.all()) if not found else True
+    listed = bool(found) or any(p.channel.kind in LIST_CHANNELS for a in ads for p in a.placements.all())
     return {"lists": found, "lists_card": listed}
 
 
