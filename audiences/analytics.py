@@ -59,6 +59,7 @@ from django.db.models import Count, DateField, F, FilteredRelation, Func, Intege
 from django.db.models.functions import Trunc
 from django.utils import timezone
 
+from . import columnar
 from .insights import AGE_BANDS, _age_band
 from .models import REVENUE_KINDS, ActivityKind, Audience, Customer, Gender, Segment
 
@@ -436,6 +437,7 @@ class AnalyticsResult:
     rows: list[Row]
     groups: int = 0  # groups in all; more than len(rows) when only the largest MAX_ROWS came back
     sums: dict[str, Any] = field(default_factory=dict)  # totals over every group, of the summable aggregates
+    copy: columnar.Copy | None = None  # the analytics copy that answered (None: the database did)
     dimensions: list[Dimension] = field(init=False)
     measures: list[Measure] = field(init=False)
 
@@ -566,17 +568,23 @@ def _shape(query: AnalyticsQuery, record: dict) -> Row:
     return Row(keys, tuple(d.label_of(k) for d, k in zip(dims, keys)), values, raw)
 
 
+def evaluate(qs: QuerySet) -> tuple[list[dict], columnar.Copy | None]:
+    """The statement's rows: by DuckDB over the analytics copy when there is a fresh one, else by the database."""
+    found = columnar.records(qs)
+    return found if found is not None else (list(qs), None)
+
+
 def run_query(query: AnalyticsQuery) -> AnalyticsResult:
     """Evaluate the request: one SQL statement, the largest MAX_ROWS groups and the totals over all of them."""
-    records = list(compile_query(query, limit=MAX_ROWS))
+    records, copy = evaluate(compile_query(query, limit=MAX_ROWS))
     if not records:
-        return AnalyticsResult(query, [])
+        return AnalyticsResult(query, [], copy=copy)
     sums = {}
     for name, value in records[0].items():
         if name.startswith("t_"):  # PostgreSQL sums counts as numeric
             key = name[2:]
             sums[key] = Decimal(value or 0).quantize(CENT) if MEASURES[key].money else int(value or 0)
-    return AnalyticsResult(query, [_shape(query, r) for r in records], groups=records[0]["groups"], sums=sums)
+    return AnalyticsResult(query, [_shape(query, r) for r in records], groups=records[0]["groups"], sums=sums, copy=copy)
 
 
 # --- chart and CSV ----------------------------------------------------------------------------
@@ -646,7 +654,9 @@ def csv_rows(query: AnalyticsQuery) -> Iterator[list]:
     """The header, then every group (not only the largest MAX_ROWS), streamed from one statement."""
     dims = [DIMENSIONS[d] for d in query.dimensions]
     yield [d.label for d in dims] + [MEASURES[m].label for m in query.measures]
-    for record in compile_query(query, limit=None).iterator(chunk_size=2000):
+    qs = compile_query(query, limit=None)
+    found = columnar.records(qs)
+    for record in found[0] if found is not None else qs.iterator(chunk_size=2000):
         row = _shape(query, record)
         yield [d.csv_value(k) for d, k in zip(dims, row.keys)] + ["" if v is None else v for v in row.values.values()]
 

@@ -192,3 +192,12 @@ def train_forecaster(job_id: int | None = None) -> None:
             return
         job.result = forecasts.train_and_forecast(progress=job.report)
         job.message = forecasts.summary(job.result)
+
+
+@shared_task(name="audiences.sync_analytics_copy", acks_late=True)
+def sync_analytics_copy(full: bool = False) -> dict:
+    """Bring the analytics copy up to date (every ANALYTICS_COPY_MINUTES; a no-op while the base is small)."""
+    from . import columnar
+
+    copy = columnar.sync(full=full)
+    return {"rows": copy.rows, "synced_at": copy.synced_at.isoformat()} if copy else {}

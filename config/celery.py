@@ -19,6 +19,8 @@ app.conf.beat_schedule = {
         "schedule": crontab(minute=5),
         "kwargs": {"full": False},
     },
+    # The analytics copy DuckDB answers the analytics page from (a no-op while the base is small).
+    "analytics-copy": {"task": "audiences.sync_analytics_copy", "schedule": settings.ANALYTICS_COPY_MINUTES * 60.0},
     # Audience snapshots follow the hourly persona update.
     "audiences-refresh": {"task": "audiences.refresh_audiences", "schedule": crontab(minute=20)},
     # Jobs whose worker died (the filesystem broker cannot redeliver) are marked failed.

@@ -279,6 +279,18 @@ BUDGET_CHECK_SECONDS = envint("BUDGET_CHECK_SECONDS", 1, minimum=0)
 # A campaign's spend of a day is kept in this many rows (by customer), so concurrent decisions do not queue on one row lock.
 SPEND_SHARDS = envint("SPEND_SHARDS", 8, minimum=1)
 
+# The analytics copy (audiences/columnar.py): Parquet files DuckDB answers the analytics page from.
+# ANALYTICS_COPY: auto (build it once the activity table holds ANALYTICS_COPY_MIN_ROWS), on, or off.
+ANALYTICS_COPY = env("ANALYTICS_COPY", "auto")
+if ANALYTICS_COPY not in ("auto", "on", "off"):
+    raise ImproperlyConfigured(f"ANALYTICS_COPY={ANALYTICS_COPY!r}: use auto, on or off.")
+ANALYTICS_COPY_DIR = Path(env("ANALYTICS_COPY_DIR", str(VAR_DIR / "analytics"))).resolve()
+ANALYTICS_COPY_MIN_ROWS = envint("ANALYTICS_COPY_MIN_ROWS", 2_000_000, minimum=0)
+ANALYTICS_COPY_MINUTES = envint("ANALYTICS_COPY_MINUTES", 5, minimum=1)  # how often beat syncs it
+ANALYTICS_COPY_MAX_AGE = envint("ANALYTICS_COPY_MAX_AGE", 30, minimum=1)  # minutes; older: the database answers
+ANALYTICS_COPY_REBUILD_HOURS = envint("ANALYTICS_COPY_REBUILD_HOURS", 24, minimum=1)
+ANALYTICS_COPY_THREADS = envint("ANALYTICS_COPY_THREADS", 0, minimum=0)  # DuckDB's threads (0: one per core)
+
 # Auto-modelling: how far back a campaign's model learns from, and at most how many decisions;
 # how often serving campaigns retrain; the bandit between ads of a ranked set (see marketing/decisions.py).
 MODEL_HORIZON_DAYS = envint("MODEL_HORIZON_DAYS", 30, minimum=1)

@@ -9,7 +9,7 @@ from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
 from django.utils import timezone as dj_timezone
 
-from audiences import analytics
+from audiences import analytics, columnar
 from audiences.analytics import AnalyticsError, AnalyticsQuery, check_query, run_query
 from audiences.models import Activity, ActivityKind, Audience, AudienceMember, Customer, Item, Persona
 
@@ -42,8 +42,26 @@ ACTS = [
 KIND = {label: value for value, label in ActivityKind.choices}
 
 
+@pytest.fixture(params=["database", "copy"])
+def engine(request, db, settings, tmp_path):
+    """Who answers: the database, or DuckDB over the analytics copy (PostgreSQL only; synced before each question)."""
+    if request.param == "copy" and connection.vendor != "postgresql":
+        pytest.skip("the analytics copy is made from PostgreSQL")
+    settings.ANALYTICS_COPY = "on" if request.param == "copy" else "off"
+    settings.ANALYTICS_COPY_DIR = tmp_path / "analytics-copy"
+    return request.param
+
+
+def sync_copy():
+    """Bring the copy up to date with what the test wrote (a no-op when the database answers)."""
+    from django.conf import settings
+
+    if settings.ANALYTICS_COPY == "on":
+        assert columnar.sync() is not None
+
+
 @pytest.fixture
-def base(db):
+def base(engine):
     now = dj_timezone.now()
     customers = {}
     for ext, (age, gender, region, tier, subscriber, persona) in PEOPLE.items():
@@ -55,11 +73,16 @@ def base(db):
     for n, (who, kind, item, value, when) in enumerate(ACTS):
         Activity.objects.create(key=n, customer=customers[who], item=items.get(item), kind=KIND[kind], value=Decimal(value),
                                 occurred_at=when.replace(tzinfo=timezone.utc))
+    sync_copy()
     return customers
 
 
 def ask(*dimensions, measures=tuple(analytics.MEASURES), **options):
+    from django.conf import settings
+
+    sync_copy()
     result = run_query(AnalyticsQuery(measures=measures, dimensions=dimensions, **{**MARCH, **options}))
+    assert (result.copy is not None) == (settings.ANALYTICS_COPY == "on")  # the copy answered, not the fallback
     return {row.labels: row.values for row in result.rows}, result
 
 
@@ -206,13 +229,16 @@ def test_the_default_window_is_the_last_30_days(db):
     assert run_query(AnalyticsQuery(measures=("plays",), dimensions=())).rows[0].values == {"plays": 2}
 
 
-def test_the_results_are_one_sql_statement(base):
+def test_the_results_are_one_sql_statement(base, engine):
     audience = Audience.objects.create(name="Some", kind=Audience.Kind.LIST)
+    sync_copy()
     query = AnalyticsQuery(measures=tuple(analytics.MEASURES), dimensions=("artist", "segment"), audience_id=audience.pk,
                            region="south", kinds=(1, 7), **MARCH)
     with CaptureQueriesContext(connection) as captured:
-        run_query(query)
-    assert len(captured.captured_queries) == 1
+        result = run_query(query)
+    # The database runs the statement, or DuckDB runs the same statement over the copy and the database none.
+    assert len(captured.captured_queries) == (0 if engine == "copy" else 1)
+    assert (result.copy is not None) == (engine == "copy")
 
 
 def test_only_the_largest_groups_come_back_and_the_totals_still_count_them_all(base, monkeypatch):
@@ -352,6 +378,7 @@ def test_the_csv_export_streams_the_same_question(client_for, ann, base):
 
 def test_csv_cells_are_never_spreadsheet_formulas(client_for, ann, base):
     Item.objects.filter(artist="Bo").update(artist="=HYPERLINK(1)")
+    sync_copy()
     response = client_for(ann).get(f"{CSV}?measure=activities&dim1=artist&{MARCH_PARAMS}")
     assert "'=HYPERLINK(1),2" in b"".join(response.streaming_content).decode()
 
