@@ -57,6 +57,7 @@ ACTIVITY = "audiences_activity"
 WHOLE = ("audiences_customer", "audiences_persona", "audiences_item", "audiences_audiencemember")
 TABLES = (*WHOLE, ACTIVITY)
 MANIFEST = "manifest.json"
+CHUNK_IDS = 4_000_000  # activity ids per sealed file: a full build stages and sorts at most this many rows at a time
 
 # PostgreSQL types → DuckDB types; a column of any other type (jsonb, arrays, bytea) is not copied.
 TYPES = {
@@ -261,9 +262,13 @@ def _sync(base: Path, full: bool) -> Copy | None:
         chunks = [] if full else [f for f in before.files[ACTIVITY] if "-tail-" not in f]
         low = 0 if full else before.sealed
         activity_rows = 0 if full else before.rows.get(f"{ACTIVITY}:sealed", 0)
-        if sealed > low:  # newly sealed rows, by time so a window reads few row groups
-            name = f"{ACTIVITY}-{low + 1}-{sealed}-{tag}.parquet"
-            activity_rows += _export(db, ACTIVITY, "WHERE id > %s AND id <= %s", [low, sealed], base / name,
+        with connection.cursor() as cursor:  # from the first id there is (ids may start far above the last seal)
+            cursor.execute(f'SELECT MIN(id) FROM "{ACTIVITY}" WHERE id > %s', [low])
+            first = cursor.fetchone()[0]
+        for start in range(max(low, (first or sealed + 1) - 1), sealed, CHUNK_IDS):  # newly sealed rows, by time so a window reads few row groups
+            end = min(start + CHUNK_IDS, sealed)
+            name = f"{ACTIVITY}-{start + 1}-{end}-{tag}.parquet"
+            activity_rows += _export(db, ACTIVITY, "WHERE id > %s AND id <= %s", [start, end], base / name,
                                      "ORDER BY occurred_at")
             chunks.append(name)
         rows[f"{ACTIVITY}:sealed"] = activity_rows

@@ -182,3 +182,15 @@ def test_the_page_says_the_copy_answered_and_how_old_it_is(copy_on, client_for, 
     columnar.sync()
     page = client_for(ann).get(url).content.decode()
     assert "Counted from the analytics copy of" in page and "not in yet" in page
+
+
+def test_a_full_build_writes_sealed_activities_a_chunk_of_ids_at_a_time(copy_on, monkeypatch):
+    monkeypatch.setattr(columnar, "CHUNK_IDS", 2)
+    ada = Customer.objects.create(external_id="ada", region="south")
+    add_plays(ada, 5)
+    low = Activity.objects.order_by("pk").first().pk - 1  # other tests' rows came before: ids start above 1
+    copy = columnar.sync()
+    sealed = [f for f in copy.files["audiences_activity"] if "-tail-" not in f]
+    assert len(sealed) == 3 and copy.sealed == low + 5  # ids low+1 … low+5, two at a time
+    assert parquet_rows(copy, "audiences_activity") == (5, 5)
+    assert plays()[0] == {("south",): {"customers": 1, "plays": 5}}
