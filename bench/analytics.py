@@ -35,6 +35,11 @@ DIMENSIONS = ("region", "age")
 
 def main() -> None:
     args = demo_db.setup(__doc__)
+    sys.exit(measure(args.repeat))
+
+
+def measure(repeat: int) -> int:
+    """Print the figures (Django set up, the demo in the database); 1 when two answers differ, else 0."""
     from django.conf import settings
     from django.db import connection
     from django.test.utils import override_settings
@@ -95,8 +100,8 @@ def main() -> None:
     print(f"window: {query.start} to {query.end}")
     with override_settings(ANALYTICS_COPY="off"):
         run_handwritten()  # warm caches for both
-        database_s, answers["database"] = demo_db.median_time(run_compiled(False), args.repeat)
-        database_hand_s, answers["database, by hand"] = demo_db.median_time(run_handwritten, args.repeat)
+        database_s, answers["database"] = demo_db.median_time(run_compiled(False), repeat)
+        database_hand_s, answers["database, by hand"] = demo_db.median_time(run_handwritten, repeat)
     print(f"analytics_database_s: {database_s:.4f}")
     print(f"analytics_database_handwritten_s: {database_hand_s:.4f}")
     analytics_s, hand_s = database_s, database_hand_s
@@ -121,9 +126,9 @@ def main() -> None:
             print(f"copy_mb: {sum((Path(folder) / f).stat().st_size for f in sum(copy.files.values(), [])) / 2**20:.0f}")
             print(f"copy_rows: {', '.join(f'{t}={n}' for t, n in copy.rows.items() if ':' not in t)}")
             run_compiled(True)()  # warm: the files in the page cache
-            analytics_s, answers["copy"] = demo_db.median_time(run_compiled(True), args.repeat)
+            analytics_s, answers["copy"] = demo_db.median_time(run_compiled(True), repeat)
             hand_s, answers["copy, by hand"] = demo_db.median_time(
-                lambda: shaped(columnar.run(copy, handwritten, params)[1]), args.repeat)
+                lambda: shaped(columnar.run(copy, handwritten, params)[1]), repeat)
         print(f"threads: {settings.ANALYTICS_COPY_THREADS or 'one per core'}")
     print(f"analytics_rows: {len(answers['database'])}")
     print(f"analytics_s: {analytics_s:.4f}")
@@ -135,7 +140,8 @@ def main() -> None:
             differ = sorted(k for k in found.keys() | reference.keys() if found.get(k) != reference.get(k))[:5]
             print(f"error: {name} and the database disagree, e.g. on {differ}: "
                   f"{[found.get(k) for k in differ]} vs {[reference.get(k) for k in differ]}", file=sys.stderr)
-            sys.exit(1)
+            return 1
+    return 0
 
 
 if __name__ == "__main__":

@@ -6,7 +6,8 @@ Uses the database DATABASE_URL names. If it holds no customers, it seeds the dem
 --customers first (issue 3 asks for 1M customers / 20M activities on PostgreSQL:
 `manage.py seed_demo --customers 1000000` beforehand). Prints `name: value` lines:
 count_s (median seconds of the compiled rule's COUNT), handwritten_s, count_ratio
-(compiled / hand-written, same process, same data) and the member count of each.
+(compiled / hand-written, same process, same data) and the member count of each; then, unless
+--count-only, bench/analytics.py's figures (analytics_s, analytics_ratio, …) on the same database.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import sys
 from datetime import timedelta
 
+import analytics
 import demo_db
 
 RULE = {"all": [
@@ -25,7 +27,7 @@ RULE = {"all": [
 
 
 def main() -> None:
-    args = demo_db.setup(__doc__)
+    args = demo_db.setup(__doc__, count_only=True)
     from django.db import connection
     from django.utils import timezone
 
@@ -69,6 +71,8 @@ def main() -> None:
     if count != hand:
         print("error: the compiled rule and the hand-written SQL disagree", file=sys.stderr)
         sys.exit(1)
+    if not args.count_only:  # the two-dimension analytics question too (bench/analytics.py alone prints only it)
+        sys.exit(analytics.measure(args.repeat))
 
 
 if __name__ == "__main__":

@@ -14,11 +14,13 @@ ROOT = Path(__file__).resolve().parent.parent
 T = TypeVar("T")
 
 
-def setup(description: str) -> argparse.Namespace:
-    """Parse --customers / --repeat, start Django, migrate, and seed the demo when the database has no customers."""
+def setup(description: str, count_only: bool = False) -> argparse.Namespace:
+    """Parse --customers / --repeat (and --count-only), start Django, migrate, and seed the demo when the database has no customers."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--customers", type=int, default=100_000, help="demo size to seed when the database is empty")
     parser.add_argument("--repeat", type=int, default=5)
+    if count_only:
+        parser.add_argument("--count-only", action="store_true", help="the audience count only, not the analytics question")
     args = parser.parse_args()
 
     sys.path.insert(0, str(ROOT))
