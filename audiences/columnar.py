@@ -113,11 +113,17 @@ def usable() -> Copy | None:
 
 # --- reading ----------------------------------------------------------------------------------
 
-def _duckdb(copy: Copy):
+def _connect():
+    """An in-memory DuckDB: its threads and memory bounded, spilling into the copy's folder, never downloading."""
     import duckdb
 
-    db = duckdb.connect(config={"threads": settings.ANALYTICS_COPY_THREADS or os.cpu_count() or 1})
-    db.execute(f"SET TimeZone = '{settings.TIME_ZONE}'")
+    return duckdb.connect(config={
+        "threads": settings.ANALYTICS_COPY_THREADS or os.cpu_count() or 1, "memory_limit": settings.ANALYTICS_COPY_MEMORY,
+        "temp_directory": str(folder() / ".spill"), "autoinstall_known_extensions": False, "TimeZone": settings.TIME_ZONE})
+
+
+def _duckdb(copy: Copy):
+    db = _connect()
     for table, files in copy.files.items():
         paths = ", ".join(_literal(copy.folder / f) for f in files)
         db.execute(f'CREATE VIEW "{table}" AS SELECT * FROM read_parquet([{paths}])')
@@ -239,14 +245,11 @@ def sync(full: bool = False) -> Copy | None:
 
 
 def _sync(base: Path, full: bool) -> Copy | None:
-    import duckdb
-
     before = current()
     now = timezone.now()
     full = full or before is None or now - before.built_at > timedelta(hours=settings.ANALYTICS_COPY_REBUILD_HOURS)
     tag = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
-    db = duckdb.connect(config={"threads": settings.ANALYTICS_COPY_THREADS or os.cpu_count() or 1})
-    db.execute(f"SET TimeZone = '{settings.TIME_ZONE}'")
+    db = _connect()
     files: dict[str, list[str]] = {}
     rows: dict[str, int] = {}
     try:

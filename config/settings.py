@@ -290,6 +290,7 @@ ANALYTICS_COPY_MINUTES = envint("ANALYTICS_COPY_MINUTES", 5, minimum=1)  # how o
 ANALYTICS_COPY_MAX_AGE = envint("ANALYTICS_COPY_MAX_AGE", 30, minimum=1)  # minutes; older: the database answers
 ANALYTICS_COPY_REBUILD_HOURS = envint("ANALYTICS_COPY_REBUILD_HOURS", 24, minimum=1)
 ANALYTICS_COPY_THREADS = envint("ANALYTICS_COPY_THREADS", 0, minimum=0)  # DuckDB's threads (0: one per core)
+ANALYTICS_COPY_MEMORY = env("ANALYTICS_COPY_MEMORY", "2GB")  # DuckDB's memory per statement; past it, it spills to disk
 
 # Auto-modelling: how far back a campaign's model learns from, and at most how many decisions;
 # how often serving campaigns retrain; the bandit between ads of a ranked set (see marketing/decisions.py).
