@@ -89,17 +89,29 @@ def catalogue_list(request):
         # The most played first: every item's plays in the window from one grouped scan of the covering
         # time index, then the items ranked here (a per-item count would probe the index once per item).
         plays = dict(window.filter(item__isnull=False).values_list("item_id").annotate(n=Count("id")))
+        tracks = Item.objects.filter(pk__in=list(plays), kind=ItemKind.TRACK).values_list("pk", "artist", "attributes__album_id")
+        total = _with_tracks(plays, tracks)
         sign = -1 if sort.startswith("-") else 1
-        ranked = sorted(items.values_list("pk", "title"), key=lambda row: (sign * plays.get(row[0], 0), row[1], row[0]))
-        page = Paginator([pk for pk, _ in ranked], 25).get_page(request.GET.get("page"))
+        ranked = sorted(items.values_list("pk", "title", "kind", "external_id"),
+                        key=lambda row: (sign * total(*row), row[1], row[0]))
+        page = Paginator([row[0] for row in ranked], 25).get_page(request.GET.get("page"))
         found = Item.objects.in_bulk(page.object_list)
         page.object_list = [found[pk] for pk in page.object_list if pk in found]
     else:
         ordering = F(field).desc(nulls_last=True) if sort.startswith("-") else F(field).asc(nulls_last=True)
         page = Paginator(items.order_by(ordering, "title", "id"), 25).get_page(request.GET.get("page"))
-        plays = dict(window.filter(item_id__in=[i.pk for i in page]).values_list("item_id").annotate(n=Count("id")))
+        # The page's artists' and albums' tracks (by the artist's name; by the album id the tracks carry), then
+        # the plays of the page's items and of those tracks in one grouped count.
+        artists = [i.title for i in page if i.kind == ItemKind.ARTIST]
+        albums = [i.external_id for i in page if i.kind == ItemKind.ALBUM]
+        tracks = list(Item.objects.filter(Q(artist__in=artists) | Q(attributes__album_id__in=albums), kind=ItemKind.TRACK)
+                      .values_list("pk", "artist", "attributes__album_id")) if artists or albums else []
+        counted = [i.pk for i in page] + [pk for pk, _, _ in tracks]
+        plays = dict(window.filter(item_id__in=counted).values_list("item_id").annotate(n=Count("id")))
+        total = _with_tracks(plays, tracks)
     for item in page:
-        item.plays_30d = plays.get(item.pk, 0)
+        item.plays_30d = total(item.pk, item.title, item.kind, item.external_id)
+        item.plays_of_tracks = item.kind in (ItemKind.ARTIST, ItemKind.ALBUM)
     query = urlencode({k: v for k, v in {"q": q, "kind": kind, "sort": "" if sort == "title" else sort}.items() if v})
     context = {"page_obj": page, "q": q, "kind": kind, "kinds": ItemKind.choices, "query": query, "section": "catalogue",
                "sort": sort, "headers": sort_headers(sort, {"q": q, "kind": kind}, CATALOGUE_COLUMNS)}
@@ -107,6 +119,28 @@ def catalogue_list(request):
         return render(request, "audiences/catalogue_list.html#table", context)
     context["kpis"] = catalogue_kpis()
     return render(request, "audiences/catalogue_list.html", context)
+
+
+def _with_tracks(plays: dict[int, int], tracks) -> callable:
+    """An item's plays: its own, plus for an artist its tracks' (by name) and for an album its tracks' (by album id).
+
+    `tracks`: (pk, artist, album id) of the tracks whose plays `plays` holds. Plays are of tracks; an artist
+    or album row would otherwise read 0 however much it is played.
+    """
+    by_artist: dict[str, int] = {}
+    by_album: dict[str, int] = {}
+    for pk, artist, album in tracks:
+        n = plays.get(pk, 0)
+        if artist:
+            by_artist[artist] = by_artist.get(artist, 0) + n
+        if album:
+            by_album[str(album)] = by_album.get(str(album), 0) + n
+
+    def total(pk: int, title: str, kind: str, external_id: str) -> int:
+        rolled = by_artist.get(title, 0) if kind == ItemKind.ARTIST else by_album.get(external_id, 0) if kind == ItemKind.ALBUM else 0
+        return plays.get(pk, 0) + rolled
+
+    return total
 
 
 @require_GET

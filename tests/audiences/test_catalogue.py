@@ -93,6 +93,30 @@ def test_the_list_sorts_by_its_columns_and_the_most_played_first(client_for, ann
     assert 'href="?q=a&amp;sort=-released"' in page  # released: the newest first on the first click
 
 
+def test_artists_and_albums_count_the_plays_of_their_tracks(client_for, ann, item):
+    # Plays are of tracks: an artist (by its name) and an album (by the album id its tracks carry) add theirs up.
+    Item.objects.filter(pk=item.pk).update(attributes={"album_id": "alb-1"})
+    other = Item.objects.create(external_id="t-2", title="Second", artist="Mira", attributes={"album_id": "alb-2"})
+    elsewhere = Item.objects.create(external_id="t-3", title="Cover", artist="Zed", attributes={"album_id": "alb-1"})
+    Item.objects.create(external_id="a-1", title="Mira", kind=ItemKind.ARTIST)
+    Item.objects.create(external_id="alb-1", title="First Light", artist="Mira", kind=ItemKind.ALBUM)
+    Item.objects.create(external_id="a-2", title="Nobody", kind=ItemKind.ARTIST)
+    customer = Customer.objects.create(external_id="c-1")
+    now = timezone.now()
+    plays = [item] * 3 + [other] * 2 + [elsewhere] * 4
+    Activity.objects.bulk_create([Activity(key=k, customer=customer, item=i, kind=ActivityKind.PLAY, occurred_at=now - timedelta(hours=k))
+                                  for k, i in enumerate(plays, 1)])
+    Activity.objects.create(key=99, customer=customer, item=other, kind=ActivityKind.PLAY, occurred_at=now - timedelta(days=40))
+    client = client_for(ann)
+    expected = {"Neon Rain": 3, "Second": 2, "Cover": 4, "Mira": 5, "First Light": 7, "Nobody": 0}
+    for sort in ("", "-plays"):  # the page's items counted, and every item counted to rank them
+        response = client.get(reverse("catalogue:list"), {"sort": sort})
+        assert {i.title: i.plays_30d for i in response.context["page_obj"]} == expected
+    ranked = [i.title for i in client.get(reverse("catalogue:list"), {"sort": "-plays"}).context["page_obj"]]
+    assert ranked == ["First Light", "Mira", "Cover", "Neon Rain", "Second", "Nobody"]
+    assert "of its tracks" in client.get(reverse("catalogue:list"), {"kind": "artist"}).content.decode()
+
+
 def test_an_empty_catalogue_says_what_to_do(client_for, mark):
     assert "The catalogue is empty" in client_for(mark).get(reverse("catalogue:list")).content.decode()
 
