@@ -111,7 +111,7 @@ def catalogue_list(request):
         total = _with_tracks(plays, tracks)
     for item in page:
         item.plays_30d = total(item.pk, item.title, item.kind, item.external_id)
-        item.plays_of_tracks = item.kind in (ItemKind.ARTIST, ItemKind.ALBUM)
+        item.plays_of_tracks = of_tracks(item)
     query = urlencode({k: v for k, v in {"q": q, "kind": kind, "sort": "" if sort == "title" else sort}.items() if v})
     context = {"page_obj": page, "q": q, "kind": kind, "kinds": ItemKind.choices, "query": query, "section": "catalogue",
                "sort": sort, "headers": sort_headers(sort, {"q": q, "kind": kind}, CATALOGUE_COLUMNS)}
@@ -187,7 +187,7 @@ def item_context(item: Item, form: AudioUploadForm) -> dict:
         similar_items = [(found[i], score) for i, score in zip(similar.items[:10], similar.scores[:10]) if i in found]
     return {
         "item": item, "section": "catalogue", "form": form,
-        "plays_chart": plays_chart(item), "similar": similar, "similar_items": similar_items,
+        "plays_chart": plays_chart(item), "plays_of_tracks": of_tracks(item), "similar": similar, "similar_items": similar_items,
         **audio_context(item), **forecast_context(item),
     }
 
@@ -231,14 +231,28 @@ def heatmap_svg(heatmap: dict) -> dict | None:
             "low_db": low, "high_db": high}
 
 
+def of_tracks(item: Item) -> bool:
+    """Whether the item's plays are its tracks' (an artist's by its name, an album's by the album id they carry)."""
+    return item.kind in (ItemKind.ARTIST, ItemKind.ALBUM)
+
+
+def played_as(item: Item) -> list[int]:
+    """The items whose plays count as this item's: itself, and for an artist or an album its tracks."""
+    if not of_tracks(item):
+        return [item.pk]
+    tracks = Item.objects.filter(kind=ItemKind.TRACK)
+    tracks = tracks.filter(artist=item.title) if item.kind == ItemKind.ARTIST else tracks.filter(attributes__album_id=item.external_id)
+    return [item.pk, *tracks.values_list("pk", flat=True)]
+
+
 def plays_chart(item: Item, days: int = 90) -> dict:
-    """Daily plays over the last `days` days, or since release when that is later."""
+    """Daily plays over the last `days` days, or since release when that is later (an artist's or album's: its tracks')."""
     today = timezone.localdate()
     first = today - timedelta(days=days - 1)
     if item.release_date and item.release_date > first:
         first = min(item.release_date, today)
     counts = dict(
-        Activity.objects.filter(item=item, kind=ActivityKind.PLAY, occurred_at__date__gte=first)
+        Activity.objects.filter(item_id__in=played_as(item), kind=ActivityKind.PLAY, occurred_at__date__gte=first)
         .values_list("occurred_at__date").annotate(n=Count("id")).order_by()
     )
     span = [first + timedelta(days=i) for i in range((today - first).days + 1)]

@@ -98,8 +98,8 @@ def test_artists_and_albums_count_the_plays_of_their_tracks(client_for, ann, ite
     Item.objects.filter(pk=item.pk).update(attributes={"album_id": "alb-1"})
     other = Item.objects.create(external_id="t-2", title="Second", artist="Mira", attributes={"album_id": "alb-2"})
     elsewhere = Item.objects.create(external_id="t-3", title="Cover", artist="Zed", attributes={"album_id": "alb-1"})
-    Item.objects.create(external_id="a-1", title="Mira", kind=ItemKind.ARTIST)
-    Item.objects.create(external_id="alb-1", title="First Light", artist="Mira", kind=ItemKind.ALBUM)
+    artist = Item.objects.create(external_id="a-1", title="Mira", kind=ItemKind.ARTIST)
+    album = Item.objects.create(external_id="alb-1", title="First Light", artist="Mira", kind=ItemKind.ALBUM)
     Item.objects.create(external_id="a-2", title="Nobody", kind=ItemKind.ARTIST)
     customer = Customer.objects.create(external_id="c-1")
     now = timezone.now()
@@ -115,6 +115,10 @@ def test_artists_and_albums_count_the_plays_of_their_tracks(client_for, ann, ite
     ranked = [i.title for i in client.get(reverse("catalogue:list"), {"sort": "-plays"}).context["page_obj"]]
     assert ranked == ["First Light", "Mira", "Cover", "Neon Rain", "Second", "Nobody"]
     assert "of its tracks" in client.get(reverse("catalogue:list"), {"kind": "artist"}).content.decode()
+    for shown, total in ((artist, 6), (album, 7), (item, 3)):  # the item page's 90 days of daily plays too
+        response = client.get(reverse("catalogue:detail", args=[shown.pk]))
+        assert response.context["plays_chart"]["total"] == total
+        assert ("Daily plays of its tracks" in response.content.decode()) == (shown != item)
 
 
 def test_an_empty_catalogue_says_what_to_do(client_for, mark):
