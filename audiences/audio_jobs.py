@@ -33,6 +33,13 @@ DEMO_SECONDS = 60.0  # as bench/audio.py: the synthesiser plans verse and chorus
 HIT_EPOCHS = 20  # bench/audio.py: 30 epochs take ~60 s for 288 tracks on one thread; 20 keep the job under a minute of training
 
 
+def check_track(item: Item) -> None:
+    """Recordings are of tracks: an artist, album, concert or product has none to analyse."""
+    if item.kind != ItemKind.TRACK:
+        raise ValidationError(f"“{item.title}” is {'an' if item.kind in ('artist', 'album') else 'a'} {item.get_kind_display().lower()}; "
+                              "recordings are analysed per track: open one of its tracks.")
+
+
 def check_upload(upload) -> None:
     """Raise ValidationError naming what is wrong with an uploaded recording before anything is stored."""
     name = getattr(upload, "name", "") or ""
@@ -48,6 +55,7 @@ def queue_analysis(item: Item, upload, *, offset: float | None = None, by=None) 
     """Store the recording and queue its analysis on the ml queue once this transaction commits."""
     from . import tasks
 
+    check_track(item)
     check_upload(upload)
     with transaction.atomic():
         job = Job.objects.create(kind="audio", title=f"Audio analysis: {item.title}"[:200], created_by=by)

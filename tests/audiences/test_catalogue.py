@@ -219,6 +219,18 @@ def test_a_bad_extension_is_refused_by_the_form_and_nothing_is_stored(client_for
     assert not media.exists() or not any(media.rglob("*.*"))
 
 
+def test_recordings_are_analysed_per_track_not_per_artist_or_album(client_for, mark, item):
+    artist = Item.objects.create(external_id="a-1", title="Mira", artist="Mira", kind=ItemKind.ARTIST)
+    client = client_for(mark)
+    page = client.get(reverse("catalogue:detail", args=[artist.pk])).content.decode()
+    assert "Recordings are analysed per track" in page and "Upload and analyse" not in page
+    assert "?q=Mira&amp;kind=track" in page  # a link to the artist's tracks
+    response = upload(client, artist, wav_bytes(5))
+    assert response.status_code == 400 and "is an artist; recordings are analysed per track" in response.content.decode()
+    assert not AudioAnalysis.objects.exists() and not Job.objects.exists()
+    assert "Upload and analyse" in client.get(reverse("catalogue:detail", args=[item.pk])).content.decode()
+
+
 def test_a_queued_analysis_is_polled_with_its_progress(client_for, ann, item):
     job = Job.objects.create(kind="audio", title="Audio analysis", progress=0.3, message="Decoding")
     AudioAnalysis.objects.create(item=item, file="audio/x.wav", original_name="x.wav", status="running", job=job)
