@@ -139,8 +139,13 @@ def _overview(request, *, upload_form=None, upload_errors=(), upload_error_total
     for model in (MixModel.objects.filter(dataset__in=[d.pk for d in page], status=MixModel.Status.SUCCEEDED)
                   .only("pk", "dataset_id", "number", "metrics").order_by("-number")):
         latest.setdefault(model.dataset_id, model)
+    fitting = {}  # a dataset's fit in progress, shown until it has a fitted one
+    for model in (MixModel.objects.filter(dataset__in=[d.pk for d in page], status__in=[MixModel.Status.QUEUED, MixModel.Status.RUNNING])
+                  .only("pk", "dataset_id", "number", "status").order_by("-number")):
+        fitting.setdefault(model.dataset_id, model)
     for d in page:
         d.latest = latest.get(d.pk)
+        d.fitting = fitting.get(d.pk)
     gains = [(pk, name, g) for pk, name, g in BudgetScenario.objects.values_list("pk", "name", "result__gain_pct")
              if isinstance(g, (int, float)) and math.isfinite(g)]
     best = max(gains, key=lambda x: x[2], default=None)

@@ -106,6 +106,16 @@ def test_the_overview_lists_datasets_with_their_latest_fit(client_for, mark):
     assert f"{_allocation()['gain_pct']:+,.1f}" in page  # the best predicted gain
 
 
+def test_a_dataset_whose_first_fit_is_under_way_says_so(client_for, mark):
+    dataset = make_dataset()
+    page = client_for(mark).get(OVERVIEW).content.decode()
+    assert "not fitted yet" in page
+    fit = MixModel.objects.create(dataset=dataset, number=1, status=MixModel.Status.RUNNING, options={})
+    page = client_for(mark).get(OVERVIEW).content.decode()
+    assert "not fitted yet" not in page and "1 fitting now" in page
+    assert f'<a href="{reverse("budget:model", args=[fit.pk])}">fit 1</a> fitting' in page
+
+
 def test_a_good_upload_is_stored_and_opens_its_page(client_for, mark):
     response = client_for(mark).post(reverse("budget:upload"), {
         "file": upload_file(simulated_rows()), "name": "Weekly push and social", "channels": "push, social",
