@@ -53,6 +53,16 @@ def test_a_marketer_adds_a_channel_and_a_placement(as_mark):
     assert response.status_code == 302 and Placement.objects.get(slug="weekly-push").channel == push
     page = text(as_mark.get(reverse("campaigns:delivery")))
     assert "weekly-push" in page and "No plan: every servable ad, by priority." in page
+    assert "the others serve every ad by priority" in page  # the KPI: 0 of 1 placement has a plan
+
+
+def test_the_plan_count_says_every_placement_when_none_lacks_one(as_mark):
+    assert "no placement yet" in text(as_mark.get(reverse("campaigns:delivery")))
+    push = Channel.objects.create(name="Push", kind="push", cost_model="send", unit_cost="0.01")
+    placement = Placement.objects.create(slug="weekly-push", name="Weekly push", channel=push, slots=1)
+    DeliveryPlan.objects.create(placement=placement)
+    page = text(as_mark.get(reverse("campaigns:delivery")))
+    assert "every placement" in page and "the others serve" not in page
 
 
 def test_a_placement_with_a_bad_slug_and_too_many_slots_is_refused_naming_both(as_mark, shop):
