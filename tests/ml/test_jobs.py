@@ -143,3 +143,13 @@ def test_a_job_done_without_reporting_progress_shows_a_full_bar_and_its_kind_in_
     client.force_login(ann)
     html = client.get(reverse("jobs:detail", kwargs={"pk": job.pk})).content.decode()
     assert 'aria-valuenow="100"' in html and "bg-success" in html and "Stream forecasts · created" in html
+
+
+def test_the_list_names_a_job_s_kind_only_where_its_title_does_not(client, ann):
+    Job.objects.create(kind="stream_forecast", title="Forecasts for May")
+    Job.objects.create(kind="stream_forecast", title="Stream forecasts")  # queued, nothing reported yet
+    Job.objects.create(kind="stream_forecast", title="Stream forecasts", status=Job.Status.RUNNING, message="Fitting 3 of 9")
+    client.force_login(ann)
+    html = client.get(reverse("jobs:list")).content.decode()
+    assert html.count('<div class="small text-muted">Stream forecasts</div>') == 1  # under "Forecasts for May" only
+    assert "Waiting for a worker" in html and "Fitting 3 of 9" in html
