@@ -19,7 +19,7 @@ from ..models import Audience, Customer
 @require_GET
 @viewer_required
 def audience_list(request):
-    audiences = Audience.objects.select_related("created_by")
+    audiences = Audience.objects.select_related("created_by", "lookalike__job")
     total = Customer.objects.count()
     return render(request, "audiences/audience_list.html", {"audiences": audiences, "customers": total})
 

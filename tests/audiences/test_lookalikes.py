@@ -209,3 +209,20 @@ def test_a_what_if_size_that_is_not_a_number_is_ignored(trained, client, ann):
     for pct in ("nan", "inf", "abc"):
         response = client.get(reverse("audiences:detail", args=[audience.pk]), {"part": "sizing", "pct": pct}, HTTP_HX_REQUEST="true")
         assert response.status_code == 200
+
+
+def test_the_audience_list_shows_a_lookalike_in_training_without_a_count(db, mark, client):
+    ids, _ = make_base(200)
+    seed = seed_audience(set(ids[:120]))
+    audience = actions.create_lookalike(name="Like them", description="", seed=seed, size_pct=5, by=mark)  # queued, not run
+    client.force_login(mark)
+    page = client.get(reverse("audiences:list")).content.decode()
+    row = page[page.index("Like them"):]
+    row = row[:row.index("</tr>")]
+    job = Lookalike.objects.get(pk=audience.pk).job
+    assert f'href="{reverse("jobs:detail", args=[job.pk])}">training</a>' in row and ">0<" not in row
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.RUNNING, progress=0.4)
+    assert "training</a> (40 %)" in client.get(reverse("audiences:list")).content.decode()
+    Job.objects.filter(pk=job.pk).update(status=Job.Status.FAILED)
+    page = client.get(reverse("audiences:list")).content.decode()
+    assert "not yet" in page[page.index("Like them"):]
