@@ -291,6 +291,8 @@ ANALYTICS_COPY_MAX_AGE = envint("ANALYTICS_COPY_MAX_AGE", 30, minimum=1)  # minu
 ANALYTICS_COPY_REBUILD_HOURS = envint("ANALYTICS_COPY_REBUILD_HOURS", 24, minimum=1)
 ANALYTICS_COPY_THREADS = envint("ANALYTICS_COPY_THREADS", 0, minimum=0)  # DuckDB's threads (0: one per core)
 ANALYTICS_COPY_MEMORY = env("ANALYTICS_COPY_MEMORY", "2GB")  # DuckDB's memory per statement; past it, it spills to disk
+if not re.fullmatch(r"\d+(MB|GB)", ANALYTICS_COPY_MEMORY):
+    raise ImproperlyConfigured(f"ANALYTICS_COPY_MEMORY={ANALYTICS_COPY_MEMORY!r}: use a size such as 512MB or 2GB.")
 
 # Auto-modelling: how far back a campaign's model learns from, and at most how many decisions;
 # how often serving campaigns retrain; the bandit between ads of a ranked set (see marketing/decisions.py).

@@ -62,6 +62,9 @@ def test_check_deploy_is_clean_with_production_settings():
     ({"DEBUG": "true", "DATABASE_URL": "postgres://u@db/encore", "DATABASE_WORK_MEM": "lots"}, "DATABASE_WORK_MEM='lots'"),
     ({"DEBUG": "true", "DATABASE_URL": "postgres://u@db/encore", "DATABASE_PARALLEL_WORKERS": "-1"},
      "DATABASE_PARALLEL_WORKERS=-1 must be at least 0"),
+    ({"DEBUG": "true", "ANALYTICS_COPY": "sometimes"}, "ANALYTICS_COPY='sometimes': use auto, on or off"),
+    ({"DEBUG": "true", "ANALYTICS_COPY_MEMORY": "lots"}, "ANALYTICS_COPY_MEMORY='lots'"),
+    ({"DEBUG": "true", "ANALYTICS_COPY_MINUTES": "0"}, "ANALYTICS_COPY_MINUTES=0 must be at least 1"),
 ])
 def test_bad_settings_stop_start_up_with_a_message_naming_the_variable(env, message):
     result = run_python(SETUP, **env)
