@@ -78,7 +78,8 @@ class Copy:
     sealed: int  # activity ids up to this one are in sealed chunks
     seen: int  # the highest activity id this sync copied
     files: dict[str, list[str]]  # table → its Parquet files (relative to folder)
-    rows: dict[str, int]
+    rows: dict[str, int]  # table → rows copied
+    sealed_rows: int  # of them, activities in sealed files (the next sync adds the tail's to these)
 
     @property
     def age(self) -> timedelta:
@@ -96,7 +97,7 @@ def current() -> Copy | None:
         data = json.loads(path.read_text())
         return Copy(folder(), datetime.fromisoformat(data["synced_at"]), datetime.fromisoformat(data["built_at"]),
                     int(data["sealed"]), int(data["seen"]), {k: list(v) for k, v in data["files"].items()},
-                    {k: int(v) for k, v in data["rows"].items()})
+                    {k: int(v) for k, v in data["rows"].items()}, int(data["sealed_rows"]))
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
@@ -264,26 +265,25 @@ def _sync(base: Path, full: bool) -> Copy | None:
         sealed = seen if full else max(before.sealed, min(before.seen, seen))
         chunks = [] if full else [f for f in before.files[ACTIVITY] if "-tail-" not in f]
         low = 0 if full else before.sealed
-        activity_rows = 0 if full else before.rows.get(f"{ACTIVITY}:sealed", 0)
+        sealed_rows = 0 if full else before.sealed_rows
         with connection.cursor() as cursor:  # from the first id there is (ids may start far above the last seal)
             cursor.execute(f'SELECT MIN(id) FROM "{ACTIVITY}" WHERE id > %s', [low])
             first = cursor.fetchone()[0]
         for start in range(max(low, (first or sealed + 1) - 1), sealed, CHUNK_IDS):  # newly sealed rows, by time so a window reads few row groups
             end = min(start + CHUNK_IDS, sealed)
             name = f"{ACTIVITY}-{start + 1}-{end}-{tag}.parquet"
-            activity_rows += _export(db, ACTIVITY, "WHERE id > %s AND id <= %s", [start, end], base / name,
+            sealed_rows += _export(db, ACTIVITY, "WHERE id > %s AND id <= %s", [start, end], base / name,
                                      "ORDER BY occurred_at")
             chunks.append(name)
-        rows[f"{ACTIVITY}:sealed"] = activity_rows
         name = f"{ACTIVITY}-tail-{tag}.parquet"
         tail = _export(db, ACTIVITY, "WHERE id > %s", [sealed], base / name, "ORDER BY occurred_at")
         chunks.append(name)
         files[ACTIVITY] = chunks
-        rows[ACTIVITY] = activity_rows + tail
+        rows[ACTIVITY] = sealed_rows + tail
     finally:
         db.close()
     manifest = {"synced_at": now.isoformat(), "built_at": (now if full else before.built_at).isoformat(),
-                "sealed": sealed, "seen": seen, "files": files, "rows": rows}
+                "sealed": sealed, "seen": seen, "files": files, "rows": rows, "sealed_rows": sealed_rows}
     staged = base / f"{MANIFEST}.{tag}"
     staged.write_text(json.dumps(manifest, indent=1))
     os.replace(staged, base / MANIFEST)

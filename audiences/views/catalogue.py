@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 from urllib.parse import urlencode
 
@@ -89,7 +90,7 @@ def catalogue_list(request):
         # The most played first: every item's plays in the window from one grouped scan of the covering
         # time index, then the items ranked here (a per-item count would probe the index once per item).
         plays = dict(window.filter(item__isnull=False).values_list("item_id").annotate(n=Count("id")))
-        tracks = Item.objects.filter(pk__in=list(plays), kind=ItemKind.TRACK).values_list("pk", "artist", "attributes__album_id")
+        tracks = Item.objects.filter(pk__in=list(plays), kind=ItemKind.TRACK).values_list(*TRACK_KEYS)
         total = _with_tracks(plays, tracks)
         sign = -1 if sort.startswith("-") else 1
         ranked = sorted(items.values_list("pk", "title", "kind", "external_id"),
@@ -100,12 +101,8 @@ def catalogue_list(request):
     else:
         ordering = F(field).desc(nulls_last=True) if sort.startswith("-") else F(field).asc(nulls_last=True)
         page = Paginator(items.order_by(ordering, "title", "id"), 25).get_page(request.GET.get("page"))
-        # The page's artists' and albums' tracks (by the artist's name; by the album id the tracks carry), then
-        # the plays of the page's items and of those tracks in one grouped count.
-        artists = [i.title for i in page if i.kind == ItemKind.ARTIST]
-        albums = [i.external_id for i in page if i.kind == ItemKind.ALBUM]
-        tracks = list(Item.objects.filter(Q(artist__in=artists) | Q(attributes__album_id__in=albums), kind=ItemKind.TRACK)
-                      .values_list("pk", "artist", "attributes__album_id")) if artists or albums else []
+        # The plays of the page's items and of its artists' and albums' tracks, in one grouped count.
+        tracks = tracks_of(page)
         counted = [i.pk for i in page] + [pk for pk, _, _ in tracks]
         plays = dict(window.filter(item_id__in=counted).values_list("item_id").annotate(n=Count("id")))
         total = _with_tracks(plays, tracks)
@@ -121,11 +118,25 @@ def catalogue_list(request):
     return render(request, "audiences/catalogue_list.html", context)
 
 
-def _with_tracks(plays: dict[int, int], tracks) -> callable:
-    """An item's plays: its own, plus for an artist its tracks' (by name) and for an album its tracks' (by album id).
+# Plays are of tracks: an artist's are its tracks' (by its name), an album's the tracks' that carry its id as
+# `album_id` (an artist or album row would otherwise read 0 however much it is played).
+TRACK_KEYS = ("pk", "artist", "attributes__album_id")
 
-    `tracks`: (pk, artist, album id) of the tracks whose plays `plays` holds. Plays are of tracks; an artist
-    or album row would otherwise read 0 however much it is played.
+
+def tracks_of(items) -> list[tuple]:
+    """(pk, artist, album id) of the tracks of these items' artists and albums (one query; none: no query)."""
+    artists = [i.title for i in items if i.kind == ItemKind.ARTIST]
+    albums = [i.external_id for i in items if i.kind == ItemKind.ALBUM]
+    if not artists and not albums:
+        return []
+    return list(Item.objects.filter(Q(artist__in=artists) | Q(attributes__album_id__in=albums), kind=ItemKind.TRACK)
+                .values_list(*TRACK_KEYS))
+
+
+def _with_tracks(plays: dict[int, int], tracks) -> Callable[[int, str, str, str], int]:
+    """An item's plays: its own, plus its tracks' for an artist or an album.
+
+    `tracks`: (pk, artist, album id) of the tracks whose plays `plays` holds.
     """
     by_artist: dict[str, int] = {}
     by_album: dict[str, int] = {}
@@ -238,11 +249,7 @@ def of_tracks(item: Item) -> bool:
 
 def played_as(item: Item) -> list[int]:
     """The items whose plays count as this item's: itself, and for an artist or an album its tracks."""
-    if not of_tracks(item):
-        return [item.pk]
-    tracks = Item.objects.filter(kind=ItemKind.TRACK)
-    tracks = tracks.filter(artist=item.title) if item.kind == ItemKind.ARTIST else tracks.filter(attributes__album_id=item.external_id)
-    return [item.pk, *tracks.values_list("pk", flat=True)]
+    return [item.pk, *(pk for pk, _, _ in tracks_of([item]))]
 
 
 def plays_chart(item: Item, days: int = 90) -> dict:

@@ -135,14 +135,11 @@ def _overview(request, *, upload_form=None, upload_errors=(), upload_error_total
     datasets = MixDataset.objects.select_related("created_by").defer("data").annotate(
         n_fits=Count("models", filter=Q(models__status=MixModel.Status.SUCCEEDED))).order_by("-created_at", "-id")
     page = Paginator(datasets, 25).get_page(request.GET.get("page"))
-    latest = {}
-    for model in (MixModel.objects.filter(dataset__in=[d.pk for d in page], status=MixModel.Status.SUCCEEDED)
-                  .only("pk", "dataset_id", "number", "metrics").order_by("-number")):
-        latest.setdefault(model.dataset_id, model)
-    fitting = {}  # a dataset's fit in progress, shown until it has a fitted one
-    for model in (MixModel.objects.filter(dataset__in=[d.pk for d in page], status__in=[MixModel.Status.QUEUED, MixModel.Status.RUNNING])
-                  .only("pk", "dataset_id", "number", "status").order_by("-number")):
-        fitting.setdefault(model.dataset_id, model)
+    latest, fitting = {}, {}  # each dataset's latest fitted model, and its fit under way (shown until one is fitted)
+    for model in (MixModel.objects.filter(dataset__in=[d.pk for d in page], status__in=[
+            MixModel.Status.SUCCEEDED, MixModel.Status.QUEUED, MixModel.Status.RUNNING])
+            .only("pk", "dataset_id", "number", "status", "metrics").order_by("-number")):
+        (latest if model.status == MixModel.Status.SUCCEEDED else fitting).setdefault(model.dataset_id, model)
     for d in page:
         d.latest = latest.get(d.pk)
         d.fitting = fitting.get(d.pk)

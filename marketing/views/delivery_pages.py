@@ -26,8 +26,10 @@ def delivery(request):
         plan = getattr(placement, "plan", None)
         placement.summary = plan_summary(plans[plan.pk]) if plan else None
     caps = FrequencyCap.objects.select_related("ad__campaign", "campaign", "placement", "channel").order_by("level", "pk")
-    context = {"channels": channels, "placements": placements, "caps": caps,
-               "planned": sum(1 for p in placements if p.summary)}
+    planned = sum(1 for p in placements if p.summary)
+    planned_note = ("no placement yet" if not placements else "every placement" if planned == len(placements)
+                    else "the others serve every ad by priority")
+    context = {"channels": channels, "placements": placements, "caps": caps, "planned": planned, "planned_note": planned_note}
     return render(request, "marketing/delivery.html", context)
 
 

@@ -4,6 +4,7 @@ from datetime import date, datetime, timedelta, timezone
 from decimal import Decimal
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -54,8 +55,6 @@ def engine(request, db, settings, tmp_path):
 
 def sync_copy():
     """Bring the copy up to date with what the test wrote (a no-op when the database answers)."""
-    from django.conf import settings
-
     if settings.ANALYTICS_COPY == "on":
         assert columnar.sync() is not None
 
@@ -78,8 +77,6 @@ def base(engine):
 
 
 def ask(*dimensions, measures=tuple(analytics.MEASURES), **options):
-    from django.conf import settings
-
     sync_copy()
     result = run_query(AnalyticsQuery(measures=measures, dimensions=dimensions, **{**MARCH, **options}))
     assert (result.copy is not None) == (settings.ANALYTICS_COPY == "on")  # the copy answered, not the fallback

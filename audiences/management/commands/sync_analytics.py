@@ -25,5 +25,5 @@ class Command(BaseCommand):
             self.stdout.write("No analytics copy: it needs PostgreSQL and ANALYTICS_COPY=on, or =auto with at least "
                               "ANALYTICS_COPY_MIN_ROWS activities.")
             return
-        rows = ", ".join(f"{table.removeprefix('audiences_')} {n:,}" for table, n in copy.rows.items() if ":" not in table)
+        rows = ", ".join(f"{table.removeprefix('audiences_')} {n:,}" for table, n in copy.rows.items())
         self.stdout.write(f"Analytics copy synced in {time.perf_counter() - started:.1f} s ({rows}) in {copy.folder}.")
