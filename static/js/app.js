@@ -32,6 +32,31 @@
   }
   document.addEventListener("DOMContentLoaded", function () { draw(document); });
   document.addEventListener("htmx:afterSettle", function (e) { draw(e.target); });
+  // A part of a form that htmx redraws (data-keep-edits) keeps what the operator is typing. Its requests
+  // replace one another (hx-sync), so the last edit always wins; and when a redraw lands while the focused
+  // field holds text the server has not seen, the text and the caret move to the redrawn field and a change
+  // is sent, so that text is counted too.
+  let unsent = null;
+  document.addEventListener("htmx:beforeSwap", function (e) {
+    const target = e.detail.target, field = document.activeElement;
+    unsent = null;
+    if (!target || !target.hasAttribute("data-keep-edits") || !field || !field.name || !target.contains(field)) { return; }
+    if (!("defaultValue" in field) || field.value === field.defaultValue) { return; }
+    let start = null, end = null;
+    try { start = field.selectionStart; end = field.selectionEnd; } catch (err) { /* number inputs have no caret */ }
+    unsent = { target: target, name: field.name, value: field.value, start: start, end: end };
+  });
+  document.addEventListener("htmx:afterSwap", function (e) {
+    const kept = unsent;
+    if (!kept || e.detail.target !== kept.target) { return; }
+    unsent = null;
+    const field = kept.target.querySelector('[name="' + CSS.escape(kept.name) + '"]');
+    if (!field || !("defaultValue" in field) || field.value === kept.value) { return; }
+    field.value = kept.value;
+    field.focus();
+    if (kept.start !== null) { try { field.setSelectionRange(kept.start, kept.end); } catch (err) { /* no caret */ } }
+    field.dispatchEvent(new Event("change", { bubbles: true }));
+  });
   // Destructive actions ask first: <form data-confirm="Revoke this token?">
   document.addEventListener("submit", function (e) {
     const msg = e.target.dataset && e.target.dataset.confirm;
