@@ -3,7 +3,10 @@
     DATABASE_URL=postgres://postgres@127.0.0.1:5432/encore_bench_lists .venv/bin/python bench/delivery_list.py
 
 Prints `list_rows_per_s`, `copy_rows_per_s`, `list_ratio` (goal ≥ 0.5) and `peak_rss_mb` (flat
-memory: the peak stays near the process's size before the list, printed as `rss_before_mb`).
+memory: the peak stays near the process's size before the list, printed as `rss_before_mb`); and, because
+a batch keeps its reservations in two arrays that the beat task writes out as served-ad rows seconds later,
+`ledger_rows_per_s` (that write-out, timed on its own after each stream) and `list_and_ledger_ratio` (COPY's
+time over the stream's and the write-out's together: the whole work a list makes, wherever it runs).
 
 The database gets `--customers` bare customers (no activities: a list reads customers, their
 memberships and personas, and the served history caps count) when it has fewer, written with
@@ -12,7 +15,8 @@ service, channel and campaign levels and a plan whose everyone-else is ranked by
 once. Each of `--rounds` rounds (3) removes the served rows of earlier rounds, so each counts the same
 history, streams a new list (a fresh list key, so every batch really reserves caps) as the API streams
 it (`delivery_lists.stream(..., fmt="csv")`: PostgreSQL writes each batch's CSV text), in-process,
-without HTTP, then COPYs the same ids. The median round's figures are printed, and every round's
+without HTTP, writes the batches' reservations out as served-ad rows (`delivery_lists.compact`, the beat
+task's work), then COPYs the same ids from those rows. The median round's figures are printed, and every round's
 ratio as `list_ratios` (one COPY of 1M rows takes 1.5–2.5 s, and this machine's speed moves by a
 third from one second to the next).
 """
@@ -88,22 +92,25 @@ def main() -> None:
     for i in range(args.rounds):
         rounds.append(_round(campaign, placement, args.size, f"bench-{int(time.time())}-{i}"))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    ratios = [(rows / list_s) / (rows / copy_s) for rows, list_s, copy_s in rounds]
+    ratios = [(rows / list_s) / (rows / copy_s) for rows, list_s, copy_s, _ in rounds]
     middle = sorted(range(len(rounds)), key=lambda i: ratios[i])[len(rounds) // 2]  # the median round
-    rows, list_s, copy_s = rounds[middle]
+    rows, list_s, copy_s, compact_s = rounds[middle]
     print(f"rows: {rows}")
     print(f"list_s: {list_s:.2f}")
     print(f"list_rows_per_s: {rows / list_s:.0f}")
     print(f"copy_rows_per_s: {rows / copy_s:.0f}")
     print(f"list_ratios: {','.join(f'{r:.3f}' for r in ratios)}")
     print(f"list_ratio: {ratios[middle]:.3f}")
+    print(f"ledger_rows_per_s: {rows / compact_s:.0f}")
+    print(f"list_and_ledger_ratio: {copy_s / (list_s + compact_s):.3f}")
     print(f"rss_before_mb: {before:.0f}")
     print(f"peak_rss_mb: {peak:.0f}")
     print(f"at: {timezone.now():%Y-%m-%d %H:%M}", file=sys.stderr)
 
 
-def _round(campaign, placement, size: int, key: str) -> tuple[int, float, float]:
-    """One round on an empty ledger: stream list `key` as CSV, then COPY the same ids; rows and both durations."""
+def _round(campaign, placement, size: int, key: str) -> tuple[int, float, float, float]:
+    """One round on an empty ledger: stream list `key` as CSV, write its reservations out as ServedAd rows, then COPY
+    the same ids; rows, and the three durations."""
     from django.db import connection
 
     from audiences.models import Customer
@@ -119,6 +126,12 @@ def _round(campaign, placement, size: int, key: str) -> tuple[int, float, float]
         rows += chunk.count("\n")
     list_s = time.perf_counter() - started
 
+    started = time.perf_counter()  # the beat task's work: the batches' arrays become ServedAd rows
+    written = 0
+    while DeliveryBatch.objects.filter(pending_customers__isnull=False).exists():
+        written += delivery_lists.compact()
+    compact_s = time.perf_counter() - started
+
     started = time.perf_counter()
     copied = 0
     with connection.cursor() as cursor:
@@ -129,9 +142,9 @@ def _round(campaign, placement, size: int, key: str) -> tuple[int, float, float]
                 copied += bytes(block).count(b"\n")
     copy_s = time.perf_counter() - started
     served = ServedAd.objects.filter(campaign=campaign).count()
-    if rows != served or copied != rows:
-        sys.exit(f"wrong: {rows} rows streamed, {served} reserved, {copied} copied")
-    return rows, list_s, copy_s
+    if rows != served or copied != rows or written != rows:
+        sys.exit(f"wrong: {rows} rows streamed, {written} written out, {served} reserved, {copied} copied")
+    return rows, list_s, copy_s, compact_s
 
 
 def _create_database(url: str) -> None:

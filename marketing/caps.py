@@ -18,7 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from .models import Ad, CapLock, FrequencyCap, Placement, ServedAd
+from .models import Ad, CapLock, DeliveryBatch, FrequencyCap, Placement, ServedAd
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,23 @@ def _history_query(customer_id: int, caps: Sequence[FrequencyCap], now: datetime
             wanted.append(f"{cap.level}_id = %s")
             params.append(getattr(cap, f"{cap.level}_id"))
         sql += f" AND ({' OR '.join(wanted)})"
+    if connection.vendor == "postgresql":  # and what list batches reserved that is not written out yet
+        pending, pending_params = pending_for(customer_id)
+        sql, params = f"{sql} UNION ALL {pending}", params + pending_params
     return sql, params
+
+
+def pending_for(customer_id: int) -> tuple[str, list]:
+    """SQL for the customer's served ads still held in list batches' arrays (PostgreSQL), as history rows.
+
+    Every one is returned, whatever the caps' windows: there are few, and the caps count only theirs.
+    """
+    batches, placements = DeliveryBatch._meta.db_table, Placement._meta.db_table
+    sql = (f"SELECT b.pending_ads[i.at], b.campaign_id, b.placement_id, pl.channel_id, b.created_at FROM {batches} b "
+           f"JOIN {placements} pl ON pl.id = b.placement_id "
+           f"CROSS JOIN LATERAL (SELECT array_position(b.pending_customers, %s::bigint) AS at) i "
+           f"WHERE b.pending_customers IS NOT NULL AND b.last >= %s AND b.after < %s AND i.at IS NOT NULL")
+    return sql, [customer_id, customer_id, customer_id]
 
 
 def _exposures(rows: list[tuple]) -> list[Exposure]:

@@ -11,8 +11,10 @@ A list is computed in SQL, a batch at a time, never with a Python loop over cust
    exploring, and the fit check leaves out segments predicted under the plan's threshold.
 2. *Caps*: the batch's block of customer ids is locked against decisions (caps.lock_blocks), their
    served history inside the longest cap window is aggregated per customer and level, and
-   customers a cap would refuse are skipped. The rest is recorded as served (ServedAd) with the
-   batch's token in the same statement, so decisions and lists share every cap exactly.
+   customers a cap would refuse are skipped. The rest is reserved in the same statement: on PostgreSQL
+   as two arrays on the batch's row (customers, their ads), which caps, later batches and replays read
+   as served ads until `compact()` (a beat task) writes them out as ServedAd rows with the batch's
+   token; on SQLite as those rows at once. Decisions and lists share every cap exactly.
 3. *Budget*: a batch stops at what the campaign's total and daily budgets still allow for its
    channel's cost per send or impression, and the cost accrues with the batch. Spent means, as
    for decisions, what the cost model accrued plus what ad platforms reported (ExternalSpend).
@@ -218,13 +220,14 @@ def batch(campaign: Campaign, placement: Placement, key: str, after: int, size: 
 
     `fmt` "rows" gives a Row per customer; "csv" or "ndjson" the batch's lines as one text."""
     now = now or timezone.now()
-    done = DeliveryBatch.objects.filter(campaign=campaign, placement=placement, key=key, after=after).first()
+    held = DeliveryBatch.objects.defer("pending_customers", "pending_ads")  # a replay reads them in SQL
+    done = held.filter(campaign=campaign, placement=placement, key=key, after=after).first()
     out = None
     if done is None:
         try:
             done, out = _reserve(campaign, placement, key, after, size, now, fmt)
         except IntegrityError:  # a concurrent fetch of the same batch won: replay its rows
-            done = DeliveryBatch.objects.get(campaign=campaign, placement=placement, key=key, after=after)
+            done = held.get(campaign=campaign, placement=placement, key=key, after=after)
     if done is None:
         return None, [] if fmt == "rows" else ""
     return done, out if out is not None else _replay(done, fmt)[1]
@@ -236,15 +239,65 @@ def _name(done: DeliveryBatch) -> str:
 
 
 def _replay(done: DeliveryBatch, fmt: str) -> tuple[int, list[Row] | str]:
-    """How many rows a batch reserved, and them in `fmt`."""
+    """How many rows a batch reserved, and them in `fmt`: from its arrays, or the rows they were written out as."""
     table, customers = ServedAd._meta.db_table, Customer._meta.db_table
+    sql = (f"SELECT s.customer_id AS id, s.ad_id AS ad, c.external_id AS ext FROM {table} s "
+           f"JOIN {customers} c ON c.id = s.customer_id WHERE s.customer_id > %s AND s.customer_id <= %s AND s.decision = %s")
+    params = [done.after, done.last, done.token.hex if connection.vendor == "sqlite" else done.token]
+    if connection.vendor == "postgresql":
+        sql += (f" UNION ALL SELECT u.id, u.ad, c.external_id FROM {DeliveryBatch._meta.db_table} b "
+                f"CROSS JOIN LATERAL unnest(b.pending_customers, b.pending_ads) AS u(id, ad) "
+                f"JOIN {customers} c ON c.id = u.id WHERE b.id = %s")
+        params.append(done.pk)
     with connection.cursor() as cursor:
-        select, params = _output(done, fmt)
-        cursor.execute(f"WITH t AS (SELECT s.customer_id AS id, s.ad_id AS ad, c.external_id AS ext FROM {table} s "
-                       f"JOIN {customers} c ON c.id = s.customer_id WHERE s.customer_id > %s AND s.customer_id <= %s "
-                       f"AND s.decision = %s) {select}",
-                       [done.after, done.last, done.token.hex if connection.vendor == "sqlite" else done.token, *params])
+        select, select_params = _output(done, fmt)
+        cursor.execute(f"WITH t AS ({sql}) {select}", [*params, *select_params])
         return _result(done, fmt, cursor)
+
+
+def _served_between(after: int, last: int, since: datetime | None) -> tuple[str, list]:
+    """SQL for the served ads of customers after `after` up to `last` (since `since`, if given), as ServedAd columns:
+    the ledger's rows and, on PostgreSQL, what list batches hold in their arrays (every one of those, whatever `since`)."""
+    sql = (f"SELECT customer_id, ad_id, campaign_id, placement_id, channel_id, served_at FROM {ServedAd._meta.db_table} "
+           f"WHERE customer_id > %s AND customer_id <= %s{' AND served_at > %s' if since else ''}")
+    params: list = [after, last, *([since] if since else [])]
+    if connection.vendor == "postgresql":
+        sql += (f" UNION ALL SELECT u.customer_id, u.ad_id, b.campaign_id, b.placement_id, pl.channel_id, b.created_at "
+                f"FROM {DeliveryBatch._meta.db_table} b JOIN {Placement._meta.db_table} pl ON pl.id = b.placement_id "
+                f"CROSS JOIN LATERAL unnest(b.pending_customers, b.pending_ads) AS u(customer_id, ad_id) "
+                f"WHERE b.pending_customers IS NOT NULL AND b.last > %s AND b.after < %s "
+                f"AND u.customer_id > %s AND u.customer_id <= %s")
+        params += [after, last, after, last]
+    return sql, params
+
+
+def compact(batches: int = 100) -> int:
+    """Write the reservations list batches hold in arrays out as ServedAd rows, a batch per transaction, oldest first.
+
+    Returns how many rows it wrote (up to `batches` batches). Each batch's rows and the emptying of its arrays commit
+    together, and every reader takes the two in one statement, so a served ad is never counted twice or not at all.
+    A customer or an ad deleted since the batch is left out (their served ads went with them)."""
+    if connection.vendor != "postgresql":
+        return 0
+    table, placements = DeliveryBatch._meta.db_table, Placement._meta.db_table
+    written = 0
+    ids = list(DeliveryBatch.objects.filter(pending_customers__isnull=False).order_by("pk").values_list("pk", flat=True)[:batches])
+    for pk in ids:
+        with transaction.atomic(), connection.cursor() as cursor:
+            # FOR UPDATE: a second compactor waits, then finds the arrays gone and writes nothing.
+            cursor.execute(
+                f"WITH b AS (SELECT id, token, campaign_id, placement_id, created_at, pending_customers, pending_ads "
+                f"FROM {table} WHERE id = %s AND pending_customers IS NOT NULL FOR UPDATE), "
+                f"ins AS (INSERT INTO {ServedAd._meta.db_table} (decision, customer_id, ad_id, campaign_id, placement_id, "
+                f"channel_id, served_at) SELECT b.token, u.customer_id, u.ad_id, b.campaign_id, b.placement_id, "
+                f"pl.channel_id, b.created_at FROM b JOIN {placements} pl ON pl.id = b.placement_id "
+                f"CROSS JOIN LATERAL unnest(b.pending_customers, b.pending_ads) AS u(customer_id, ad_id) "
+                f"WHERE EXISTS (SELECT 1 FROM {Customer._meta.db_table} c WHERE c.id = u.customer_id) "
+                f"AND EXISTS (SELECT 1 FROM {Ad._meta.db_table} a WHERE a.id = u.ad_id) RETURNING 1), "
+                f"done AS (UPDATE {table} t SET pending_customers = NULL, pending_ads = NULL FROM b WHERE t.id = b.id) "
+                f"SELECT COUNT(*) FROM ins", [pk])
+            written += cursor.fetchone()[0]
+    return written
 
 
 def _text_in_sql(fmt: str) -> bool:
@@ -309,31 +362,38 @@ def _reserve(campaign: Campaign, placement: Placement, key: str, after: int, siz
     cap_params: list = []
     aggregates, allowed = _cap_filter(found, now, cap_params)
     windows = [c.window for c in found if c.max_count] + [c.min_gap_seconds for c in found if c.min_gap_seconds]
-    history = (f"LEFT JOIN (SELECT s.customer_id, {aggregates} FROM {ServedAd._meta.db_table} s "
-               f"WHERE s.customer_id > %s AND s.customer_id <= %s {'' if 0 in windows else 'AND s.served_at > %s'} "
-               f"GROUP BY s.customer_id) h ON h.customer_id = t.id") if found else ""
-    history_params = ([*cap_params, after, last] + ([] if 0 in windows else [now - timedelta(seconds=max(windows))])) if found else []
+    if found:
+        served, served_params = _served_between(after, last, None if 0 in windows else now - timedelta(seconds=max(windows)))
+        history = f"LEFT JOIN (SELECT s.customer_id, {aggregates} FROM ({served}) s GROUP BY s.customer_id) h ON h.customer_id = t.id"
+        history_params = [*cap_params, *served_params]
+    else:
+        history, history_params = "", []
     targets = (f"SELECT c.id, c.external_id AS ext, ({ad_sql}) AS ad FROM {customers} c "
                f"LEFT JOIN {persona} p ON p.customer_id = c.id WHERE c.id > %s AND c.id <= %s")
     limit = "" if affordable is None else f"LIMIT {int(affordable)}"
     chosen = f"SELECT t.id, t.ad, t.ext FROM ({targets}) t {history} WHERE t.ad IS NOT NULL AND {allowed} ORDER BY t.id {limit}"
     token = done.token.hex if connection.vendor == "sqlite" else done.token
-    insert = (f"INSERT INTO {ServedAd._meta.db_table} (decision, customer_id, ad_id, campaign_id, placement_id, channel_id, "
-              f"served_at) SELECT %s, t.id, t.ad, {int(campaign.pk)}, {int(placement.pk)}, {int(placement.channel_id)}, %s FROM t")
     chosen_params = [*ad_params, after, last, *history_params]
     with connection.cursor() as cursor:
         if found:  # no decision for these customers may pass a cap while the batch decides (see caps.lock_blocks)
             caps.lock_blocks(after + 1, last)
-        if connection.vendor == "postgresql":  # one statement chooses, reserves, and returns the batch in `fmt`
+        if connection.vendor == "postgresql":
+            # One statement chooses, reserves (the batch's arrays: see DeliveryBatch.pending_customers) and
+            # returns the batch in `fmt`. The two aggregates read the same rows in the same order: the arrays pair up.
+            keep = (f"UPDATE {DeliveryBatch._meta.db_table} SET (pending_customers, pending_ads, rows) = "
+                    f"(SELECT array_agg(t.id), array_agg(t.ad), COUNT(*) FROM t) WHERE id = %s")
             select, params = _output(done, fmt)
-            cursor.execute(f"WITH t AS MATERIALIZED ({chosen}), ins AS ({insert}) {select}",
-                           [*chosen_params, token, now, *params])
+            cursor.execute(f"WITH t AS MATERIALIZED ({chosen}), kept AS ({keep}) {select}", [*chosen_params, done.pk, *params])
             reserved, out = _result(done, fmt, cursor)
-        else:  # SQLite: the insert, then the rows it wrote (its rowcount is unreliable for INSERT … SELECT)
+            done.rows = reserved
+        else:  # SQLite: the rows at once, then the rows it wrote (its rowcount is unreliable for INSERT … SELECT)
+            insert = (f"INSERT INTO {ServedAd._meta.db_table} (decision, customer_id, ad_id, campaign_id, placement_id, "
+                      f"channel_id, served_at) SELECT %s, t.id, t.ad, {int(campaign.pk)}, {int(placement.pk)}, "
+                      f"{int(placement.channel_id)}, %s FROM t")
             cursor.execute(f"WITH t AS ({chosen}) {insert}", [*chosen_params, token, now])
             reserved, out = _replay(done, fmt)
-    done.rows = reserved
-    done.save(update_fields=["rows"])
+            done.rows = reserved
+            done.save(update_fields=["rows"])
     spend.accrue(campaign.pk, spend.cost_of_serving(placement.channel) * reserved, now)
     return done, out
 

@@ -13,6 +13,22 @@ def refresh_rates() -> dict:
     return rates.refresh()
 
 
+@shared_task(name="marketing.compact_reservations", acks_late=True, ignore_result=True)
+def compact_reservations(rounds: int = 100) -> int:
+    """Every few seconds: delivery-list reservations held in batch arrays become served-ad rows (idempotent).
+
+    Runs until none is left (at most `rounds` × 100 batches); returns the rows written."""
+    from .delivery_lists import compact
+    from .models import DeliveryBatch
+
+    written = 0
+    for _ in range(rounds):
+        written += compact()
+        if not DeliveryBatch.objects.filter(pending_customers__isnull=False).exists():
+            break
+    return written
+
+
 @shared_task(name="marketing.train_campaign_model", acks_late=True)
 def train_campaign_model(job_id: int, campaign_id: int) -> None:
     """Build the campaign's next model from its logs, gate it, promote it if it is shown better (ml queue).
