@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.http import HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
@@ -16,7 +17,7 @@ from ..analytics import AnalyticsError, chart, check_query, csv_lines, form_choi
 @viewer_required
 def analytics(request):
     """The request lives in the GET parameters (a shareable URL); htmx asks for the results partial only."""
-    context = {"errors": {}}
+    context = {"errors": {}, "copy_minutes": settings.ANALYTICS_COPY_MINUTES}
     try:
         query = check_query(request.GET)
     except AnalyticsError as exc:

@@ -180,8 +180,9 @@ def test_the_page_says_the_copy_answered_and_how_old_it_is(copy_on, client_for, 
     page = client_for(ann).get(url).content.decode()
     assert "analytics-source" not in page
     columnar.sync()
+    copy_on.ANALYTICS_COPY_MINUTES = 7
     page = client_for(ann).get(url).content.decode()
-    assert "Counted from the analytics copy of" in page and "not in yet" in page
+    assert "Counted from the analytics copy of" in page and "not in yet" in page and "up to date every 7 minutes" in page
 
 
 def test_a_full_build_writes_sealed_activities_a_chunk_of_ids_at_a_time(copy_on, monkeypatch):
