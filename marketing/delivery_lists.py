@@ -271,6 +271,18 @@ def _served_between(after: int, last: int, since: datetime | None) -> tuple[str,
     return sql, params
 
 
+def pending_served(campaign_id: int) -> list[tuple[int, datetime, int]]:
+    """(ad, when, how many) of the campaign's served ads its list batches still hold in arrays (PostgreSQL), for
+    the pages that count the ledger's rows: a list shows there from its commit, not from the next write-out."""
+    if connection.vendor != "postgresql":
+        return []
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT u.ad, b.created_at, COUNT(*) FROM {DeliveryBatch._meta.db_table} b "
+                       f"CROSS JOIN LATERAL unnest(b.pending_ads) AS u(ad) WHERE b.campaign_id = %s "
+                       f"AND b.pending_ads IS NOT NULL GROUP BY 1, 2", [campaign_id])
+        return cursor.fetchall()
+
+
 def compact(batches: int = 100) -> int:
     """Write the reservations list batches hold in arrays out as ServedAd rows, a batch per transaction, oldest first.
 

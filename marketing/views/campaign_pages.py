@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
@@ -21,7 +22,7 @@ from accounts.models import AuditEntry
 
 from ml.models import Job, ModelVersion
 
-from .. import actions, incrementality, learning, rates, spend
+from .. import actions, delivery_lists, incrementality, learning, rates, spend
 from ..access import get_ad_for_user, get_campaign_for_user, get_cap_for_user
 from ..forms import AdForm, CampaignForm, CapForm
 from ..models import Ad, Campaign, Channel, Decision, DeliveryBatch, FrequencyCap, Placement, ServedAd
@@ -94,8 +95,10 @@ def campaign_detail(request, pk: int):
     if request.htmx and request.GET.get("part") == "model":  # the model card polls while its training runs
         return render(request, "marketing/campaign_detail.html#model", _model_context(campaign))
     ads = list(campaign.ads.prefetch_related("placements__channel").select_related("promoted_item"))
-    served = dict(ServedAd.objects.filter(ad_id__in=[a.pk for a in ads]).values("ad_id").annotate(n=Count("id"))
-                  .values_list("ad_id", "n"))
+    served = Counter(dict(ServedAd.objects.filter(ad_id__in=[a.pk for a in ads]).values("ad_id").annotate(n=Count("id"))
+                          .values_list("ad_id", "n")))
+    for ad_id, _, n in delivery_lists.pending_served(campaign.pk):  # list batches not written out as rows yet
+        served[ad_id] += n
     now = timezone.now()
     ranked = rates.ranked_ads()
     for ad in ads:
@@ -167,8 +170,11 @@ def _daily_chart(campaign: Campaign, ad_ids: list[int], days: int = 14) -> tuple
     first = today - timedelta(days=days - 1)
     per_day = spend.spent_per_day(campaign.pk, first)
     start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
-    served = dict(ServedAd.objects.filter(ad_id__in=ad_ids, served_at__gte=start).annotate(day=TruncDate("served_at"))
-                  .values("day").annotate(n=Count("id")).values_list("day", "n"))
+    served = Counter(dict(ServedAd.objects.filter(ad_id__in=ad_ids, served_at__gte=start).annotate(day=TruncDate("served_at"))
+                          .values("day").annotate(n=Count("id")).values_list("day", "n")))
+    for _, at, n in delivery_lists.pending_served(campaign.pk):
+        if at >= start:
+            served[timezone.localdate(at)] += n
     labels = [first + timedelta(days=i) for i in range(days)]
     chart = {
         "type": "bar",

@@ -344,7 +344,7 @@ def test_migration_0017_gives_earlier_batches_their_reserved_rows_as_picked(push
     assert sorted(DeliveryBatch.objects.values_list("targeted", "rows")) == [(100, 100), (300, 300), (300, 300), (300, 300)]
 
 
-def test_a_batch_counts_toward_caps_from_its_commit_and_is_written_out_once(push):
+def test_a_batch_counts_toward_caps_from_its_commit_and_is_written_out_once(push, client_for, mark):
     """On PostgreSQL a batch's reservations wait in its arrays; caps, later lists and replays read them there."""
     if connection.vendor != "postgresql":
         pytest.skip("SQLite writes a batch's served rows at once")
@@ -361,6 +361,10 @@ def test_a_batch_counts_toward_caps_from_its_commit_and_is_written_out_once(push
     assert fetch(push, key="again") == []
     assert fetch(push) == first
 
+    assert ServedAd.objects.count() == 0
+    page = client_for(mark).get(f"/campaigns/{push['upsell'].pk}/")  # the campaign page counts them already
+    assert sum(ad.served_count for ad in page.context["ads"]) == 1000 and page.context["served_14d"] == 1000
+
     assert lists.compact(batches=2) == 800 and lists.compact() == 200 and lists.compact() == 0
     assert not DeliveryBatch.objects.filter(pending_customers__isnull=False).exists()
     served = ServedAd.objects.order_by("customer_id")
@@ -370,6 +374,8 @@ def test_a_batch_counts_toward_caps_from_its_commit_and_is_written_out_once(push
     assert {(s.campaign_id, s.placement_id, s.channel_id) for s in served} == {
         (push["upsell"].pk, push["placement"].pk, push["placement"].channel_id)}
     assert fetch(push) == first and fetch(push, key="again") == []  # the same from the rows
+    page = client_for(mark).get(f"/campaigns/{push['upsell'].pk}/")
+    assert sum(ad.served_count for ad in page.context["ads"]) == 1000 and page.context["served_14d"] == 1000
     assert decide(Customer.objects.get(external_id="c0007"), push["placement"])[1] == []
 
 
