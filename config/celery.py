@@ -34,7 +34,8 @@ app.conf.beat_schedule = {
     # Nightly, after the full persona build: lookalikes learn from their seeds as they are now.
     "lookalikes-retrain": {"task": "audiences.retrain_lookalikes", "schedule": crontab(hour=4, minute=30)},
     # Delivery-list reservations held in batch arrays are written out as served-ad rows (see DeliveryBatch).
-    "delivery-list-ledger": {"task": "marketing.compact_reservations", "schedule": 10.0},
+    # A run not started within its period is dropped: the next one does its work.
+    "delivery-list-ledger": {"task": "marketing.compact_reservations", "schedule": 10.0, "options": {"expires": 10.0}},
     # Every minute: response rates for "ranked by model" and the fit check; explorations that are done end.
     "delivery-rates": {"task": "marketing.refresh_rates", "schedule": 60.0},
     # Campaign models learn again from the latest logs (the end of an exploration also starts one at once).

@@ -167,9 +167,8 @@ def pending_for(customer_id: int) -> tuple[str, list]:
 
     Every one is returned, whatever the caps' windows: there are few, and the caps count only theirs.
     """
-    batches, placements = DeliveryBatch._meta.db_table, Placement._meta.db_table
-    sql = (f"SELECT b.pending_ads[i.at], b.campaign_id, b.placement_id, pl.channel_id, b.created_at FROM {batches} b "
-           f"JOIN {placements} pl ON pl.id = b.placement_id "
+    sql = (f"SELECT b.pending_ads[i.at], b.campaign_id, b.placement_id, b.channel_id, b.created_at "
+           f"FROM {DeliveryBatch._meta.db_table} b "
            f"CROSS JOIN LATERAL (SELECT array_position(b.pending_customers, %s::bigint) AS at) i "
            f"WHERE b.pending_customers IS NOT NULL AND b.last >= %s AND b.after < %s AND i.at IS NOT NULL")
     return sql, [customer_id, customer_id, customer_id]

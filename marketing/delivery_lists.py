@@ -30,12 +30,15 @@ SQLite the same lines are written in Python (`_text`, the reference the SQL is t
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Iterator
 
-from django.db import IntegrityError, connection, transaction
+from django.db import DatabaseError, IntegrityError, connection, transaction
+from django.db.models import Count
+from django.db.models.functions import TruncDate
 from django.utils import timezone
 
 from audiences.analytics import csv_writer, spreadsheet_safe
@@ -43,6 +46,8 @@ from audiences.models import AudienceMember, Customer, Persona, Segment
 
 from . import caps, control, rates, setup, spend
 from .models import Ad, Campaign, DeliveryBatch, DeliveryPlan, FrequencyCap, Placement, PlanRule, ServedAd
+
+log = logging.getLogger(__name__)
 
 MAX_BATCH = 50_000
 CSV_HEADER = "customer,ad,batch,cursor\r\n"
@@ -262,8 +267,8 @@ def _served_between(after: int, last: int, since: datetime | None) -> tuple[str,
            f"WHERE customer_id > %s AND customer_id <= %s{' AND served_at > %s' if since else ''}")
     params: list = [after, last, *([since] if since else [])]
     if connection.vendor == "postgresql":
-        sql += (f" UNION ALL SELECT u.customer_id, u.ad_id, b.campaign_id, b.placement_id, pl.channel_id, b.created_at "
-                f"FROM {DeliveryBatch._meta.db_table} b JOIN {Placement._meta.db_table} pl ON pl.id = b.placement_id "
+        sql += (f" UNION ALL SELECT u.customer_id, u.ad_id, b.campaign_id, b.placement_id, b.channel_id, b.created_at "
+                f"FROM {DeliveryBatch._meta.db_table} b "
                 f"CROSS JOIN LATERAL unnest(b.pending_customers, b.pending_ads) AS u(customer_id, ad_id) "
                 f"WHERE b.pending_customers IS NOT NULL AND b.last > %s AND b.after < %s "
                 f"AND u.customer_id > %s AND u.customer_id <= %s")
@@ -271,15 +276,23 @@ def _served_between(after: int, last: int, since: datetime | None) -> tuple[str,
     return sql, params
 
 
-def pending_served(campaign_id: int) -> list[tuple[int, datetime, int]]:
-    """(ad, when, how many) of the campaign's served ads its list batches still hold in arrays (PostgreSQL), for
-    the pages that count the ledger's rows: a list shows there from its commit, not from the next write-out."""
-    if connection.vendor != "postgresql":
+def served_per_ad_and_day(campaign_id: int, ad_ids: list[int]) -> list[tuple[int, date, int]]:
+    """(ad, local day, how many) the ledger counts served of these ads of the campaign, in one statement: its rows
+    and, on PostgreSQL, what the campaign's list batches still hold in arrays (as `compact` will write them out).
+
+    One statement, so a batch written out meanwhile is counted once, whichever side of it the snapshot falls."""
+    if not ad_ids:
         return []
+    if connection.vendor != "postgresql":
+        return list(ServedAd.objects.filter(ad_id__in=ad_ids).values("ad_id", day=TruncDate("served_at"))
+                    .annotate(n=Count("id")).values_list("ad_id", "day", "n"))
     with connection.cursor() as cursor:
-        cursor.execute(f"SELECT u.ad, b.created_at, COUNT(*) FROM {DeliveryBatch._meta.db_table} b "
-                       f"CROSS JOIN LATERAL unnest(b.pending_ads) AS u(ad) WHERE b.campaign_id = %s "
-                       f"AND b.pending_ads IS NOT NULL GROUP BY 1, 2", [campaign_id])
+        cursor.execute(
+            f"SELECT s.ad, (s.at AT TIME ZONE %s)::date, COUNT(*) FROM ("
+            f"SELECT ad_id AS ad, served_at AS at FROM {ServedAd._meta.db_table} WHERE ad_id = ANY(%s) UNION ALL "
+            f"SELECT u.ad, b.created_at FROM {DeliveryBatch._meta.db_table} b CROSS JOIN LATERAL unnest(b.pending_ads) AS u(ad) "
+            f"WHERE b.campaign_id = %s AND b.pending_ads IS NOT NULL AND u.ad = ANY(%s)) s GROUP BY 1, 2",
+            [timezone.get_current_timezone_name(), list(ad_ids), campaign_id, list(ad_ids)])
         return cursor.fetchall()
 
 
@@ -287,28 +300,32 @@ def compact(batches: int = 100) -> int:
     """Write the reservations list batches hold in arrays out as ServedAd rows, a batch per transaction, oldest first.
 
     Returns how many rows it wrote (up to `batches` batches). Each batch's rows and the emptying of its arrays commit
-    together, and every reader takes the two in one statement, so a served ad is never counted twice or not at all.
-    A customer or an ad deleted since the batch is left out (their served ads went with them)."""
+    together, and every exact reader takes the two in one statement, so a served ad is never counted twice or not at
+    all. A customer or an ad deleted since the batch is left out (their served ads went with them). Compactors running
+    at once share the work (a batch another one holds is skipped); a batch that fails is logged and left for the next
+    run, and the others go on."""
     if connection.vendor != "postgresql":
         return 0
-    table, placements = DeliveryBatch._meta.db_table, Placement._meta.db_table
+    table = DeliveryBatch._meta.db_table
     written = 0
     ids = list(DeliveryBatch.objects.filter(pending_customers__isnull=False).order_by("pk").values_list("pk", flat=True)[:batches])
     for pk in ids:
-        with transaction.atomic(), connection.cursor() as cursor:
-            # FOR UPDATE: a second compactor waits, then finds the arrays gone and writes nothing.
-            cursor.execute(
-                f"WITH b AS (SELECT id, token, campaign_id, placement_id, created_at, pending_customers, pending_ads "
-                f"FROM {table} WHERE id = %s AND pending_customers IS NOT NULL FOR UPDATE), "
-                f"ins AS (INSERT INTO {ServedAd._meta.db_table} (decision, customer_id, ad_id, campaign_id, placement_id, "
-                f"channel_id, served_at) SELECT b.token, u.customer_id, u.ad_id, b.campaign_id, b.placement_id, "
-                f"pl.channel_id, b.created_at FROM b JOIN {placements} pl ON pl.id = b.placement_id "
-                f"CROSS JOIN LATERAL unnest(b.pending_customers, b.pending_ads) AS u(customer_id, ad_id) "
-                f"WHERE EXISTS (SELECT 1 FROM {Customer._meta.db_table} c WHERE c.id = u.customer_id) "
-                f"AND EXISTS (SELECT 1 FROM {Ad._meta.db_table} a WHERE a.id = u.ad_id) RETURNING 1), "
-                f"done AS (UPDATE {table} t SET pending_customers = NULL, pending_ads = NULL FROM b WHERE t.id = b.id) "
-                f"SELECT COUNT(*) FROM ins", [pk])
-            written += cursor.fetchone()[0]
+        try:
+            with transaction.atomic(), connection.cursor() as cursor:
+                cursor.execute(
+                    f"WITH b AS (SELECT id, token, campaign_id, placement_id, channel_id, created_at, pending_customers, "
+                    f"pending_ads FROM {table} WHERE id = %s AND pending_customers IS NOT NULL FOR UPDATE SKIP LOCKED), "
+                    f"ins AS (INSERT INTO {ServedAd._meta.db_table} (decision, customer_id, ad_id, campaign_id, placement_id, "
+                    f"channel_id, served_at) SELECT b.token, u.customer_id, u.ad_id, b.campaign_id, b.placement_id, "
+                    f"b.channel_id, b.created_at FROM b "
+                    f"CROSS JOIN LATERAL unnest(b.pending_customers, b.pending_ads) AS u(customer_id, ad_id) "
+                    f"WHERE EXISTS (SELECT 1 FROM {Customer._meta.db_table} c WHERE c.id = u.customer_id) "
+                    f"AND EXISTS (SELECT 1 FROM {Ad._meta.db_table} a WHERE a.id = u.ad_id) RETURNING 1), "
+                    f"done AS (UPDATE {table} t SET pending_customers = NULL, pending_ads = NULL FROM b WHERE t.id = b.id) "
+                    f"SELECT COUNT(*) FROM ins", [pk])
+                written += cursor.fetchone()[0]
+        except DatabaseError:
+            log.exception("Delivery batch %s was not written out as served ads; the next run tries again", pk)
     return written
 
 
@@ -367,8 +384,8 @@ def _reserve(campaign: Campaign, placement: Placement, key: str, after: int, siz
     affordable = _budget_rows(campaign, placement, now)
     if not count or affordable == 0:
         return None, None
-    done = DeliveryBatch.objects.create(campaign=campaign, placement=placement, key=key, after=after, last=last,
-                                        size=size, targeted=count, created_at=now)
+    done = DeliveryBatch.objects.create(campaign=campaign, placement=placement, channel_id=placement.channel_id, key=key,
+                                        after=after, last=last, size=size, targeted=count, created_at=now)
     held = setup.setup_for(placement.slug)
     found = caps.bearing(held.caps, placement, [a for a in held.ads if a.campaign_id == campaign.pk]) if held else []
     cap_params: list = []

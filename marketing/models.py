@@ -462,10 +462,13 @@ class DeliveryBatch(models.Model):
     # commits. NULL once written out, and always on SQLite, where a batch writes its rows at once.
     pending_customers = IdArray(null=True, editable=False)
     pending_ads = IdArray(null=True, editable=False)
+    # The placement's channel when the batch reserved: what its served ads count toward (and are written out under).
+    channel = models.ForeignKey(Channel, on_delete=models.CASCADE, related_name="+", null=True, editable=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["campaign", "placement", "key", "after"], name="delivery_batch_once")]
-        indexes = [models.Index(fields=["last"], name="delivery_batch_pending",
+        # A decision finds the pending batches covering its customer (after < customer <= last) in the index alone.
+        indexes = [models.Index(fields=["last", "after"], name="delivery_batch_pending",
                                 condition=models.Q(pending_customers__isnull=False))]
 
 

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import date, timedelta
 from decimal import Decimal
 from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.core.paginator import Paginator
 from django.db.models import Count, Max, Min, Q, Sum
-from django.db.models.functions import TruncDate
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
@@ -25,7 +24,7 @@ from ml.models import Job, ModelVersion
 from .. import actions, delivery_lists, incrementality, learning, rates, spend
 from ..access import get_ad_for_user, get_campaign_for_user, get_cap_for_user
 from ..forms import AdForm, CampaignForm, CapForm
-from ..models import Ad, Campaign, Channel, Decision, DeliveryBatch, FrequencyCap, Placement, ServedAd
+from ..models import Ad, Campaign, Channel, Decision, DeliveryBatch, FrequencyCap, Placement
 
 STATUS_BADGES = {"draft": "secondary", "exploring": "info", "live": "success", "paused": "warning", "ended": "dark"}
 # The button that moves a campaign to each status, and whether it asks first.
@@ -95,9 +94,10 @@ def campaign_detail(request, pk: int):
     if request.htmx and request.GET.get("part") == "model":  # the model card polls while its training runs
         return render(request, "marketing/campaign_detail.html#model", _model_context(campaign))
     ads = list(campaign.ads.prefetch_related("placements__channel").select_related("promoted_item"))
-    served = Counter(dict(ServedAd.objects.filter(ad_id__in=[a.pk for a in ads]).values("ad_id").annotate(n=Count("id"))
-                          .values_list("ad_id", "n")))
-    for ad_id, _, n in delivery_lists.pending_served(campaign.pk):  # list batches not written out as rows yet
+    # Its rows and what list batches hold not yet written out as rows, per ad and day, in one statement.
+    served_days = delivery_lists.served_per_ad_and_day(campaign.pk, [a.pk for a in ads])
+    served = Counter()
+    for ad_id, _, n in served_days:
         served[ad_id] += n
     now = timezone.now()
     ranked = rates.ranked_ads()
@@ -109,7 +109,7 @@ def campaign_detail(request, pk: int):
     caps = FrequencyCap.objects.filter(Q(campaign=campaign) | Q(ad__campaign=campaign)).select_related("ad", "campaign")
     totals, todays = spend.spent([campaign.pk], timezone.localdate())  # as its budgets count it
     spent, spent_today = totals.get(campaign.pk, Decimal(0)), todays.get(campaign.pk, Decimal(0))
-    chart, served_14d = _daily_chart(campaign, [a.pk for a in ads])
+    chart, served_14d = _daily_chart(campaign, served_days)
     moves = [(s, *MOVES[s]) for s in (Campaign.Status.EXPLORING, Campaign.Status.LIVE, Campaign.Status.PAUSED,
                                       Campaign.Status.ENDED) if campaign.can_move_to(s)]
     context = {**_model_context(campaign), "ads": ads, "caps": caps, "spent": spent, "spent_today": spent_today,
@@ -164,17 +164,17 @@ def _model_context(campaign: Campaign) -> dict:
             "ranked": Ad.objects.filter(campaign=campaign, pk__in=rates.ranked_ads()).exists()}
 
 
-def _daily_chart(campaign: Campaign, ad_ids: list[int], days: int = 14) -> tuple[dict, int]:
-    """Spend and served ads per day over the last `days` days (a bar and a line on two axes)."""
+def _daily_chart(campaign: Campaign, served_days: list[tuple[int, date, int]], days: int = 14) -> tuple[dict, int]:
+    """Spend and served ads per day over the last `days` days (a bar and a line on two axes).
+
+    `served_days`: (ad, local day, served) of the campaign's ads (delivery_lists.served_per_ad_and_day)."""
     today = timezone.localdate()
     first = today - timedelta(days=days - 1)
     per_day = spend.spent_per_day(campaign.pk, first)
-    start = timezone.localtime().replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=days - 1)
-    served = Counter(dict(ServedAd.objects.filter(ad_id__in=ad_ids, served_at__gte=start).annotate(day=TruncDate("served_at"))
-                          .values("day").annotate(n=Count("id")).values_list("day", "n")))
-    for _, at, n in delivery_lists.pending_served(campaign.pk):
-        if at >= start:
-            served[timezone.localdate(at)] += n
+    served = Counter()
+    for _, day, n in served_days:
+        if day >= first:
+            served[day] += n
     labels = [first + timedelta(days=i) for i in range(days)]
     chart = {
         "type": "bar",
