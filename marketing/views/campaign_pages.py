@@ -130,15 +130,19 @@ def _lists_context(campaign: Campaign, ads: list[Ad], shown: int = 10) -> dict:
     Customers are those reserved; `left_out` those the plan picked but a cap or the budget kept off the list.
 
     The card shows when the campaign has lists, or ads on a channel that is messaged from lists (push, e-mail, SMS)."""
+    waiting = Q(pending_customers__isnull=False)  # reserved, not yet written out as served-ad rows (seconds, normally)
     found = list(DeliveryBatch.objects.filter(campaign=campaign).values("key", "placement_id")
                  .annotate(batches=Count("id"), picked=Sum("targeted"), customers=Sum("rows"),
-                           first=Min("created_at"), last=Max("created_at"))
+                           first=Min("created_at"), last=Max("created_at"),
+                           waiting=Sum("rows", filter=waiting), waiting_since=Min("created_at", filter=waiting))
                  .order_by("-last")[:shown])
+    stale = timezone.now() - timedelta(minutes=2)
     placements = {p.pk: p for p in Placement.objects.filter(pk__in={f["placement_id"] for f in found}).select_related("channel")}
     for f in found:
         placement = placements[f["placement_id"]]
         f["placement"], f["cost"] = placement, spend.cost_of_serving(placement.channel) * (f["customers"] or 0)
         f["left_out"] = (f["picked"] or 0) - (f["customers"] or 0)
+        f["stale"] = bool(f["waiting"]) and f["waiting_since"] < stale
     listed = bool(found) or any(p.channel.kind in LIST_CHANNELS for a in ads for p in a.placements.all())
     return {"lists": found, "lists_card": listed}
 

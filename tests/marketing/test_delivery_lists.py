@@ -367,6 +367,11 @@ def test_a_batch_counts_toward_caps_from_its_commit_and_is_written_out_once(push
     assert ServedAd.objects.count() == 0
     page = client_for(mark).get(f"/campaigns/{push['upsell'].pk}/")  # the campaign page counts them already
     assert sum(ad.served_count for ad in page.context["ads"]) == 1000 and page.context["served_14d"] == 1000
+    [monday] = [lst for lst in page.context["lists"] if lst["key"] == "monday"]
+    assert (monday["customers"], monday["waiting"], monday["stale"]) == (1000, 1000, False)
+    assert "1,000 not in the ledger yet" in page.content.decode()
+    DeliveryBatch.objects.filter(key="monday").update(created_at=timezone.now() - timedelta(minutes=5))
+    assert "is the Celery worker with beat running?" in client_for(mark).get(f"/campaigns/{push['upsell'].pk}/").content.decode()
 
     assert lists.compact(batches=2) == 800 and lists.compact() == 200 and lists.compact() == 0
     assert not DeliveryBatch.objects.filter(pending_customers__isnull=False).exists()
@@ -379,6 +384,7 @@ def test_a_batch_counts_toward_caps_from_its_commit_and_is_written_out_once(push
     assert fetch(push) == first and fetch(push, key="again") == []  # the same from the rows
     page = client_for(mark).get(f"/campaigns/{push['upsell'].pk}/")
     assert sum(ad.served_count for ad in page.context["ads"]) == 1000 and page.context["served_14d"] == 1000
+    assert "not in the ledger yet" not in page.content.decode()
     newcomer = Customer.objects.create(external_id="new")  # not on the list, so not capped: served
     assert decide(newcomer, push["placement"])[1] != []
     assert decide(Customer.objects.get(external_id="c0007"), push["placement"])[1] == []

@@ -4,9 +4,11 @@ The cast: mark (Marketer) changes things, ann (Analyst) reads, alice (Admin) too
 """
 
 import random
+import re
 from decimal import Decimal
 
 import pytest
+from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
 
@@ -222,8 +224,9 @@ def test_the_detail_page_shows_the_delivery_lists_fetched_and_explains_them_befo
     page = text(as_mark.get(detail))
     card = page[page.index('id="lists-card"'):page.index("Frequency caps of this campaign")]
     assert "<code>monday-evening</code>" in card and "Evening push" in card and "No list fetched yet" not in card
-    cells = [c.split(">")[-1] for c in card.split("</td>")]
-    assert cells[2:6] == ["3", "6", "1", "0.12"]  # batches, customers, capped, 6 sends at 0.02
+    cells = [" ".join(re.sub(r"<[^>]+>", " ", c.split("<td", 1)[-1].split(">", 1)[-1]).split()) for c in card.split("</td>")]
+    pending = " 6 not in the ledger yet" if connection.vendor == "postgresql" else ""  # until the beat task writes them out
+    assert cells[2:6] == ["3", f"6{pending}", "1", "0.12"]  # batches, customers, capped, 6 sends at 0.02
 
 
 # Ads
