@@ -15,6 +15,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -402,6 +403,42 @@ CELERY_TASK_ROUTES = {"ml.*": {"queue": "ml"}, "marketing.train_campaign_model":
                       "audiences.train_audio_models": {"queue": "ml"}, "audiences.train_forecaster": {"queue": "ml"}}
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 CELERY_TIMEZONE = TIME_ZONE
+CELERY_BEAT_SCHEDULE = {
+    # Hourly: only customers whose activity or rolling windows changed since the last build.
+    "personas-incremental": {
+        "task": "audiences.build_personas",
+        "schedule": crontab(minute=5),
+        "kwargs": {"full": False},
+    },
+    # The analytics copy DuckDB answers the analytics page from (a no-op while the base is small).
+    "analytics-copy": {"task": "audiences.sync_analytics_copy", "schedule": ANALYTICS_COPY_MINUTES * 60.0},
+    # Audience snapshots follow the hourly persona update.
+    "audiences-refresh": {"task": "audiences.refresh_audiences", "schedule": crontab(minute=20)},
+    # Jobs whose worker died (the filesystem broker cannot redeliver) are marked failed.
+    "reap-jobs": {"task": "ml.reap_jobs", "schedule": crontab(minute="*/15")},
+    # Nightly: everyone, so segment thresholds and decay stay consistent across the base.
+    "personas-full": {
+        "task": "audiences.build_personas",
+        "schedule": crontab(hour=3, minute=30),
+        "kwargs": {"full": True},
+    },
+    # Nightly, after the full persona build: lookalikes learn from their seeds as they are now.
+    "lookalikes-retrain": {"task": "audiences.retrain_lookalikes", "schedule": crontab(hour=4, minute=30)},
+    # Delivery-list reservations held in batch arrays are written out as served-ad rows (see DeliveryBatch).
+    # A run not started within its period is dropped: the next one does its work.
+    "delivery-list-ledger": {"task": "marketing.compact_reservations", "schedule": 10.0, "options": {"expires": 10.0}},
+    # Every minute: response rates for "ranked by model" and the fit check; explorations that are done end.
+    "delivery-rates": {"task": "marketing.refresh_rates", "schedule": 60.0},
+    # Campaign models learn again from the latest logs (the end of an exploration also starts one at once).
+    "campaign-uplift-models": {"task": "marketing.retrain_uplift_models", "schedule": crontab(hour=3, minute=30)},
+    "campaign-online-models": {"task": "marketing.update_online_models", "schedule": 60.0},
+    # Nightly music jobs: recommendations from the day's plays, then forecasts of recent releases.
+    "recommendations": {"task": "audiences.build_recommendations", "schedule": crontab(hour=2, minute=0)},
+    "stream-forecasts": {"task": "audiences.train_forecaster", "schedule": crontab(hour=2, minute=45)},
+    "campaign-models": {"task": "marketing.retrain_models", "schedule": RETRAIN_HOURS * 3600.0},
+}
+if not DATABASES["default"]["ENGINE"].endswith("postgresql"):  # SQLite list batches write their served-ad rows at once
+    del CELERY_BEAT_SCHEDULE["delivery-list-ledger"]
 
 LOGGING = {
     "version": 1,

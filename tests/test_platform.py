@@ -39,6 +39,20 @@ def test_the_wsgi_application_loads_the_decision_path_and_the_model_libraries_at
     assert state == "None 1"  # nothing a forked worker would share with the preloading master: no connection, no thread
 
 
+@pytest.mark.parametrize("database, ledger", [("postgres://postgres@127.0.0.1:5432/encore", "marketing.compact_reservations"),
+                                               ("", "none")])
+def test_a_settings_module_built_on_ours_sets_up_and_keeps_the_beat_schedule(database, ledger):
+    """bench.bench_settings imports config.settings; django.setup() with it must not trip over config's Celery app.
+
+    The delivery-list write-out runs on PostgreSQL only (SQLite batches write their rows at once)."""
+    result = run_python("import django; django.setup(); from config.celery import app; s = app.conf.beat_schedule; "
+                        "print(s.get('delivery-list-ledger', {}).get('task', 'none'), s['analytics-copy']['schedule'])",
+                        DEBUG="true", DJANGO_SETTINGS_MODULE="bench.bench_settings", ANALYTICS_COPY_MINUTES="7",
+                        **({"DATABASE_URL": database} if database else {}))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == [ledger, "420.0"]
+
+
 def test_check_deploy_is_clean_with_production_settings():
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"], cwd=ROOT, capture_output=True, text=True,
