@@ -68,6 +68,16 @@ class HeldRedraws:
                 pass
 
 
+def upper_bound_redraw_held(page, live_server) -> HeldRedraws:
+    """The builder with one condition, its upper bound just changed to 40, and that edit's redraw held."""
+    open_builder(page, live_server)
+    held = HeldRedraws(page)
+    page.locator("input[name='n.0.value2']").fill("40")
+    page.locator("input[name='n.0.value2']").press("Tab")
+    held.wait_for(1)
+    return held
+
+
 def test_a_marketer_builds_a_nested_audience_and_sees_its_size_live(live_server, browser_page, listeners, mark):
     page = browser_page
     open_builder(page, live_server)
@@ -114,11 +124,7 @@ def test_a_marketer_builds_a_nested_audience_and_sees_its_size_live(live_server,
 def test_an_edit_made_while_a_redraw_is_on_its_way_is_the_one_that_counts(live_server, browser_page, listeners, mark):
     """A slow redraw of an earlier edit must neither overwrite nor swallow the operator's next one."""
     page = browser_page
-    open_builder(page, live_server)
-    held = HeldRedraws(page)
-    page.locator("input[name='n.0.value2']").fill("40")
-    page.locator("input[name='n.0.value2']").press("Tab")
-    held.wait_for(1)
+    held = upper_bound_redraw_held(page, live_server)
     # The first redraw is still on its way when the lower bound is cleared: the newer edit replaces it.
     page.locator("input[name='n.0.value']").fill("")
     page.locator("input[name='n.0.value']").press("Tab")
@@ -132,11 +138,7 @@ def test_an_edit_made_while_a_redraw_is_on_its_way_is_the_one_that_counts(live_s
 
 def test_text_being_typed_survives_a_redraw_and_is_counted(live_server, browser_page, listeners, mark):
     page = browser_page
-    open_builder(page, live_server)
-    held = HeldRedraws(page)
-    page.locator("input[name='n.0.value2']").fill("40")
-    page.locator("input[name='n.0.value2']").press("Tab")
-    held.wait_for(1)
+    held = upper_bound_redraw_held(page, live_server)
     # The operator types the lower bound while the redraw of the upper one is on its way, and has not left the box.
     page.locator("input[name='n.0.value']").fill("25")
     held.release()
