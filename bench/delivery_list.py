@@ -116,6 +116,7 @@ def _round(campaign, placement, size: int, key: str) -> tuple[int, float, float,
     from audiences.models import Customer
     from marketing import delivery_lists
     from marketing.models import DeliveryBatch, ServedAd
+    from marketing.tasks import compact_reservations
 
     with connection.cursor() as cursor:  # a round's history must not cap the next one
         cursor.execute(f"TRUNCATE {ServedAd._meta.db_table}, {DeliveryBatch._meta.db_table}")
@@ -127,9 +128,7 @@ def _round(campaign, placement, size: int, key: str) -> tuple[int, float, float,
     list_s = time.perf_counter() - started
 
     started = time.perf_counter()  # the beat task's work: the batches' arrays become ServedAd rows
-    written = 0
-    while DeliveryBatch.objects.filter(pending_customers__isnull=False).exists():
-        written += delivery_lists.compact()
+    written = compact_reservations()
     compact_s = time.perf_counter() - started
 
     started = time.perf_counter()

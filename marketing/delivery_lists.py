@@ -250,14 +250,22 @@ def _replay(done: DeliveryBatch, fmt: str) -> tuple[int, list[Row] | str]:
            f"JOIN {customers} c ON c.id = s.customer_id WHERE s.customer_id > %s AND s.customer_id <= %s AND s.decision = %s")
     params = [done.after, done.last, done.token.hex if connection.vendor == "sqlite" else done.token]
     if connection.vendor == "postgresql":
-        sql += (f" UNION ALL SELECT u.id, u.ad, c.external_id FROM {DeliveryBatch._meta.db_table} b "
-                f"CROSS JOIN LATERAL unnest(b.pending_customers, b.pending_ads) AS u(id, ad) "
-                f"JOIN {customers} c ON c.id = u.id WHERE b.id = %s")
+        sql += (f" UNION ALL SELECT p.customer_id, p.ad_id, c.external_id FROM ({_pending('b.id = %s')}) p "
+                f"JOIN {customers} c ON c.id = p.customer_id")
         params.append(done.pk)
     with connection.cursor() as cursor:
         select, select_params = _output(done, fmt)
         cursor.execute(f"WITH t AS ({sql}) {select}", [*params, *select_params])
         return _result(done, fmt, cursor)
+
+
+def _pending(where: str) -> str:
+    """SQL for the served ads list batches still hold in arrays (PostgreSQL), a row each, in ServedAd's columns
+    (customer_id, ad_id, campaign_id, placement_id, channel_id, served_at); `where` filters the batch `b` and row `u`."""
+    return (f"SELECT u.customer_id, u.ad_id, b.campaign_id, b.placement_id, b.channel_id, b.created_at AS served_at "
+            f"FROM {DeliveryBatch._meta.db_table} b "
+            f"CROSS JOIN LATERAL unnest(b.pending_customers, b.pending_ads) AS u(customer_id, ad_id) "
+            f"WHERE b.pending_customers IS NOT NULL AND {where}")
 
 
 def _served_between(after: int, last: int, since: datetime | None) -> tuple[str, list]:
@@ -267,11 +275,7 @@ def _served_between(after: int, last: int, since: datetime | None) -> tuple[str,
            f"WHERE customer_id > %s AND customer_id <= %s{' AND served_at > %s' if since else ''}")
     params: list = [after, last, *([since] if since else [])]
     if connection.vendor == "postgresql":
-        sql += (f" UNION ALL SELECT u.customer_id, u.ad_id, b.campaign_id, b.placement_id, b.channel_id, b.created_at "
-                f"FROM {DeliveryBatch._meta.db_table} b "
-                f"CROSS JOIN LATERAL unnest(b.pending_customers, b.pending_ads) AS u(customer_id, ad_id) "
-                f"WHERE b.pending_customers IS NOT NULL AND b.last > %s AND b.after < %s "
-                f"AND u.customer_id > %s AND u.customer_id <= %s")
+        sql += " UNION ALL " + _pending("b.last > %s AND b.after < %s AND u.customer_id > %s AND u.customer_id <= %s")
         params += [after, last, after, last]
     return sql, params
 
@@ -288,10 +292,9 @@ def served_per_ad_and_day(campaign_id: int, ad_ids: list[int]) -> list[tuple[int
                     .annotate(n=Count("id")).values_list("ad_id", "day", "n"))
     with connection.cursor() as cursor:
         cursor.execute(
-            f"SELECT s.ad, (s.at AT TIME ZONE %s)::date, COUNT(*) FROM ("
-            f"SELECT ad_id AS ad, served_at AS at FROM {ServedAd._meta.db_table} WHERE ad_id = ANY(%s) UNION ALL "
-            f"SELECT u.ad, b.created_at FROM {DeliveryBatch._meta.db_table} b CROSS JOIN LATERAL unnest(b.pending_ads) AS u(ad) "
-            f"WHERE b.campaign_id = %s AND b.pending_ads IS NOT NULL AND u.ad = ANY(%s)) s GROUP BY 1, 2",
+            f"SELECT s.ad_id, (s.served_at AT TIME ZONE %s)::date, COUNT(*) FROM ("
+            f"SELECT ad_id, served_at FROM {ServedAd._meta.db_table} WHERE ad_id = ANY(%s) UNION ALL "
+            f"SELECT ad_id, served_at FROM ({_pending('b.campaign_id = %s AND u.ad_id = ANY(%s)')}) p) s GROUP BY 1, 2",
             [timezone.get_current_timezone_name(), list(ad_ids), campaign_id, list(ad_ids)])
         return cursor.fetchall()
 
@@ -312,6 +315,7 @@ def compact(batches: int = 100) -> int:
     for pk in ids:
         try:
             with transaction.atomic(), connection.cursor() as cursor:
+                # Not _pending(): the rows must come from the batch as locked (its latest version), not the snapshot.
                 cursor.execute(
                     f"WITH b AS (SELECT id, token, campaign_id, placement_id, channel_id, created_at, pending_customers, "
                     f"pending_ads FROM {table} WHERE id = %s AND pending_customers IS NOT NULL FOR UPDATE SKIP LOCKED), "
@@ -401,7 +405,6 @@ def _reserve(campaign: Campaign, placement: Placement, key: str, after: int, siz
                f"LEFT JOIN {persona} p ON p.customer_id = c.id WHERE c.id > %s AND c.id <= %s")
     limit = "" if affordable is None else f"LIMIT {int(affordable)}"
     chosen = f"SELECT t.id, t.ad, t.ext FROM ({targets}) t {history} WHERE t.ad IS NOT NULL AND {allowed} ORDER BY t.id {limit}"
-    token = done.token.hex if connection.vendor == "sqlite" else done.token
     chosen_params = [*ad_params, after, last, *history_params]
     with connection.cursor() as cursor:
         if found:  # no decision for these customers may pass a cap while the batch decides (see caps.lock_blocks)
@@ -413,16 +416,15 @@ def _reserve(campaign: Campaign, placement: Placement, key: str, after: int, siz
                     f"(SELECT array_agg(t.id), array_agg(t.ad), COUNT(*) FROM t) WHERE id = %s")
             select, params = _output(done, fmt)
             cursor.execute(f"WITH t AS MATERIALIZED ({chosen}), kept AS ({keep}) {select}", [*chosen_params, done.pk, *params])
-            reserved, out = _result(done, fmt, cursor)
-            done.rows = reserved
+            reserved, out = _result(done, fmt, cursor)  # the statement stored the count too
         else:  # SQLite: the rows at once, then the rows it wrote (its rowcount is unreliable for INSERT … SELECT)
             insert = (f"INSERT INTO {ServedAd._meta.db_table} (decision, customer_id, ad_id, campaign_id, placement_id, "
                       f"channel_id, served_at) SELECT %s, t.id, t.ad, {int(campaign.pk)}, {int(placement.pk)}, "
                       f"{int(placement.channel_id)}, %s FROM t")
-            cursor.execute(f"WITH t AS ({chosen}) {insert}", [*chosen_params, token, now])
+            cursor.execute(f"WITH t AS ({chosen}) {insert}", [*chosen_params, done.token.hex, now])
             reserved, out = _replay(done, fmt)
-            done.rows = reserved
-            done.save(update_fields=["rows"])
+            DeliveryBatch.objects.filter(pk=done.pk).update(rows=reserved)
+    done.rows = reserved
     spend.accrue(campaign.pk, spend.cost_of_serving(placement.channel) * reserved, now)
     return done, out
 

@@ -319,8 +319,10 @@ def test_a_list_and_concurrent_decisions_share_the_caps_exactly(cap, decisions_e
     workers = [threading.Thread(target=guarded(decisions), args=(i,)) for i in range(4)]
     workers.append(threading.Thread(target=guarded(listing)))
     compactor = threading.Thread(target=guarded(write_out))
-    for w in workers + [compactor] * compacting:
+    for w in workers:
         w.start()
+    if compacting:
+        compactor.start()
     for w in workers:
         w.join()
     listed.set()
