@@ -110,8 +110,9 @@ def audience_preview(request):
         context["error"] = str(exc)
     else:
         members = Customer.objects.filter(rules.compile_rule(rule, Audience.rule_of))
-        if part == "insights":
-            context["insights"] = insights.compare(members)
+        if part == "insights":  # nobody selected: nothing to compare (empty charts would say nothing)
+            context["insights"] = insights.compare(members) if members.exists() else None
+            context["nobody"] = context["insights"] is None
         else:
             context["size"] = members.count()
             context["share"] = 100 * context["size"] / context["total"] if context["total"] else 0

@@ -139,7 +139,10 @@ def test_the_live_size_reads_the_inputs_of_the_page(client, base, mark):
     assert ">1<" in client.post(reverse("audiences:preview"), data).content.decode().replace(" ", "")
     data["part"] = "insights"
     insights = client.post(reverse("audiences:preview"), data).content.decode()
-    assert "insight-region" in insights and "north" in insights
+    assert "insight-region" in insights and "north" in insights and "Nobody matches" not in insights
+    data["n.0.value"] = "nowhere"  # nobody: a sentence instead of empty charts
+    insights = client.post(reverse("audiences:preview"), data).content.decode()
+    assert "Nobody matches this rule yet" in insights and "insight-region" not in insights
 
 
 def test_saving_takes_what_the_builder_shows(client, base, mark):
