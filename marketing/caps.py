@@ -18,6 +18,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 
+from . import rows
 from .models import Ad, CapLock, DeliveryBatch, FrequencyCap, Placement, ServedAd
 
 
@@ -211,13 +212,15 @@ def lock_blocks(first_id: int, last_id: int) -> None:
                            [LIST_LOCK_NAMESPACE, block_of(first_id), block_of(last_id)])
 
 
-def _lock_customer(customer_id: int, caps: Sequence[FrequencyCap] = (), now: datetime | None = None) -> list[Exposure] | None:
+def _lock_customer(customer_id: int, caps: Sequence[FrequencyCap] = (), now: datetime | None = None,
+                   ride: rows.Ride | None = None) -> list[Exposure] | None:
     """The shared list-lock of the customer's block, then their CapLock row (made on their first decision).
 
     On PostgreSQL the customer's history for `caps` comes back in the same round trip, read by a
     second statement: in READ COMMITTED each statement takes its snapshot when it starts, after
     the locks are held, so it sees everything the lock's previous holder committed (one statement
     could not: its snapshot would predate the wait). Returns None where the caller must read it.
+    With a `ride`, the transaction's BEGIN goes in the same message.
     """
     if connection.vendor != "postgresql":  # SQLite has one writer at a time: the row only records the customer
         if not CapLock.objects.filter(customer_id=customer_id).exists():
@@ -231,12 +234,15 @@ def _lock_customer(customer_id: int, caps: Sequence[FrequencyCap] = (), now: dat
     then = _history_query(customer_id, caps, now) if caps else None
     if connection.settings_dict["OPTIONS"].get("server_side_binding"):
         then = None  # a server-side binding cursor sends one statement at a time: the caller reads the history
+    begin = ride.begin() if ride else ""
     with connection.cursor() as cursor:
         # Two statements in one round trip (the client-side binding cursor sends them as one simple query).
         if then:
-            cursor.execute(f"{lock}; {then[0]}", params + then[1])
+            cursor.execute(f"{begin}{lock}; {then[0]}", params + then[1])
         else:
-            cursor.execute(lock, params)
+            cursor.execute(f"{begin}{lock}", params)
+        if begin:
+            cursor.nextset()  # past BEGIN's empty result
         if cursor.fetchone()[1] is None:  # the customer's first decision: make the row, racing requests make it once
             cursor.execute(f"INSERT INTO {table} (customer_id) VALUES (%s) ON CONFLICT DO NOTHING", [customer_id])
             cursor.execute(f"SELECT customer_id FROM {table} WHERE customer_id = %s FOR UPDATE", [customer_id])
@@ -247,19 +253,31 @@ def _lock_customer(customer_id: int, caps: Sequence[FrequencyCap] = (), now: dat
         return _exposures(cursor.fetchall())
 
 
-@transaction.atomic(savepoint=False)  # part of the decision's transaction; its own savepoint would cost two round trips
 def serve(customer_id: int, placement: Placement, ranked: Sequence[Ad], *, slots: int | None = None,
           now: datetime | None = None, decision: uuid.UUID | None = None,
-          known_caps: Sequence[FrequencyCap] | None = None, record: bool = True) -> Served:
+          known_caps: Sequence[FrequencyCap] | None = None, record: bool = True, ride: rows.Ride | None = None) -> Served:
     """Serve the best-ranked ads the caps allow and record them, exactly, however many requests race.
 
     `known_caps`: the caps of the placement's set-up (setup.py), instead of a query. `record=False`
     returns the served ads unsaved, for a caller that writes them later in the same transaction
-    (decisions.record, while the customer's lock is still held).
+    (decisions.record, while the customer's lock is still held). Without a `ride` (rows.riding: the
+    caller's transaction, begun with the lock, ended with its writes) it runs in an atomic block —
+    the caller's, if there is one; its own savepoint would cost two round trips.
     """
+    if ride is not None:
+        if record:
+            raise ValueError("a ride's writes are its caller's: serve(record=False) and write them with the COMMIT")
+        return _serve(customer_id, placement, ranked, slots, now, decision, known_caps, record, ride)
+    with transaction.atomic(savepoint=False):
+        return _serve(customer_id, placement, ranked, slots, now, decision, known_caps, record, None)
+
+
+def _serve(customer_id: int, placement: Placement, ranked: Sequence[Ad], slots: int | None, now: datetime | None,
+           decision: uuid.UUID | None, known_caps: Sequence[FrequencyCap] | None, record: bool,
+           ride: rows.Ride | None) -> Served:
     now = now or timezone.now()
     caps = caps_for(placement, ranked) if known_caps is None else bearing(known_caps, placement, ranked)
-    seen = _lock_customer(customer_id, caps, now)
+    seen = _lock_customer(customer_id, caps, now, ride)
     if seen is None:
         seen = history(customer_id, caps, now)
     taken, blocked, eligible = choose(ranked, placement, caps, seen, now, slots or placement.slots)

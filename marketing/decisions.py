@@ -246,18 +246,22 @@ def decide(customer: Customer, placement: Placement, *, context: dict | None = N
                             eligible=[], chosen=[], reason=Decision.Reason.NONE, propensity=1.0, context=dict(context or {}))
         record(decision, [], Decimal(0), now)
         return decision, []
-    return _serve(customer, placement, planned, context, now, rng or random.Random())
+    if rows.can_ride():  # PostgreSQL in autocommit: BEGIN rides with the lock, COMMIT with the writes
+        with rows.riding() as ride:
+            return _serve(customer, placement, planned, context, now, rng or random.Random(), ride)
+    with transaction.atomic():
+        return _serve(customer, placement, planned, context, now, rng or random.Random(), None)
 
 
-@transaction.atomic
 def _serve(customer: Customer, placement: Placement, planned: Route, context: dict | None, now: datetime,
-           rng: random.Random) -> tuple[Decision, list[Ad]]:
+           rng: random.Random, ride: rows.Ride | None) -> tuple[Decision, list[Ad]]:
+    """Order, lock, cap, write: in one transaction, Django's (`atomic`) or one riding on the statements."""
     policy = order(planned, customer, rng, now)
     held = control.campaigns_holding_out(customer.pk, {a.campaign for a in planned.ads})
     withheld = [a for a in policy.ordered if a.campaign_id in held]
     if held:  # the campaign's control group: nothing of it is served, and the decision says what was withheld
         policy.ordered = [a for a in policy.ordered if a.campaign_id not in held]
-    served = caps.serve(customer.pk, placement, policy.ordered, now=now, known_caps=planned.caps, record=False)
+    served = caps.serve(customer.pk, placement, policy.ordered, now=now, known_caps=planned.caps, record=False, ride=ride)
     ads = [s.ad for s in served.ads]
     threshold = planned.plan.fit_threshold if planned.plan else None
     eligible = served.eligible
@@ -277,18 +281,18 @@ def _serve(customer: Customer, placement: Placement, planned: Route, context: di
         eligible=[a.pk for a in eligible], chosen=[a.pk for a in ads], reason=reason, propensity=chance,
         model_version=policy.model_version if ads else "", context=context,
     )
-    record(decision, served.ads, spend.cost_of_serving(placement.channel), now)
+    record(decision, served.ads, spend.cost_of_serving(placement.channel), now, ride)
     return decision, ads
 
 
-def record(decision: Decision, served: list[ServedAd], cost: Decimal, now: datetime) -> None:
+def record(decision: Decision, served: list[ServedAd], cost: Decimal, now: datetime, ride: rows.Ride | None = None) -> None:
     """Write the served ads, the decision and what serving them cost each campaign (under the customer's cap lock).
 
     On PostgreSQL one statement does all three (data-modifying CTEs; the ORM's three writes cost two
     more round trips and ~2 ms more per decision). The day's spend row (one of SPEND_SHARDS, by
     customer) is shared with other decisions of the campaign, so it is written last, and its row lock
     is held only until the commit that follows; a campaign's first serve of the day in a shard makes
-    the row (spend.accrual_upsert).
+    the row (spend.accrual_upsert). With a `ride`, the statement carries the transaction's COMMIT.
     """
     costs: dict[int, Decimal] = {}
     for row in served if cost else ():
@@ -310,7 +314,7 @@ def record(decision: Decision, served: list[ServedAd], cost: Decimal, now: datet
         parts.append(f"spent AS ({sql})")
         params += values
     sql, values = rows.insert([decision])
-    statement = (f"WITH {', '.join(parts)} " if parts else "") + sql
+    statement = (f"WITH {', '.join(parts)} " if parts else "") + sql + (ride.commit() if ride else "")
     with connection.cursor() as cursor:
         cursor.execute(statement, params + values)
 
