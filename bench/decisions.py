@@ -25,7 +25,8 @@ served past any count cap or inside any minimum gap.
 
 Prints `name: value` lines on stdout (progress on stderr): decisions_rps, baseline_rps (over all rounds),
 throughput_ratios (each round's) and throughput_ratio (their median; goal ≥ 0.5), connection_splits (connections
-per worker in each phase), p50_ms, p99_ms (goal p99 ≤ 50), the non-2xx counts, the decision reasons, caps_exceeded; and,
+per worker in each phase), p50_ms, p99_ms (goal p99 ≤ 50), baseline_p50_ms and baseline_p99_ms (the baseline
+request at the same fixed rate: the floor any endpoint on this server and these cores starts from), the non-2xx counts, the decision reasons, caps_exceeded; and,
 measured in-process before the HTTP runs, champion_added_p99_ms (goal ≤ 5): the p99 of ordering a model-ranked
 request with the campaigns' champion models minus the p99 with the interim rates (see champion_latency).
 Exits 1 when a cap was exceeded or a saturated run got no successful response; slow is not wrong.
@@ -743,6 +744,14 @@ def main() -> None:
             figure("p50_ms", f"{percentile(steady.latencies, 0.5) * 1000:.1f}")
             figure("p99_ms", f"{percentile(steady.latencies, 0.99) * 1000:.1f}")
             figure("max_ms", f"{max(steady.latencies) * 1000:.1f}")
+        # The floor for the same rate: the baseline request, as open loop, on the same server and cores.
+        log(f"open loop: baseline at {args.rate:g}/s, {args.warmup:g} s warm-up + {args.open_duration:g} s")
+        floor = asyncio.run(open_loop(server.port, token, BASELINE_PATH, requests, args.rate, args.warmup,
+                                      args.open_duration, args.connections, worker_pids(server.process.pid)))
+        figure("baseline_open_loop_unfinished", floor.unfinished)
+        if floor.latencies:
+            figure("baseline_p50_ms", f"{percentile(floor.latencies, 0.5) * 1000:.1f}")
+            figure("baseline_p99_ms", f"{percentile(floor.latencies, 0.99) * 1000:.1f}")
         failed = not (baseline.ok and decisions.ok)  # an open loop the server cannot keep up with is slow, not wrong
     finally:
         if server is not None:

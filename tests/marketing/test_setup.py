@@ -133,3 +133,45 @@ def test_with_server_side_binding_the_history_is_read_by_its_own_statement(cache
     assert response.status_code == 201 and response.json()["ads"][0]["ad"] == cached["ad"].pk
     sql = [q["sql"] for q in queries.captured_queries]
     assert not any(";" in s for s in sql) and any(s.startswith("SELECT ad_id") for s in sql)
+
+
+@pytest.mark.parametrize("edited", [False, True], ids=["expired", "edited"])
+def test_one_thread_reloads_a_set_up_while_the_others_wait_or_use_the_old_copy(cached, monkeypatch, edited):
+    """8 threads meet an expired (or edited) set-up at once: one loads it. After an edit, nobody gets the old one."""
+    import threading
+
+    old = setup.setup_for("home")
+    loads, started, new = [], threading.Event(), object()
+
+    def slow_load(slug):  # no query: the threads' connections would not see the test's rows
+        loads.append(slug)
+        started.set()
+        time.sleep(0.2)  # long enough for every other thread to arrive while it loads
+        return new
+
+    monkeypatch.setattr(setup, "load", slow_load)
+    expires, version, found = setup._held["home"]
+    setup._held["home"] = (time.monotonic() - 1, version, found)  # expired
+    if edited:
+        setup._version = (time.monotonic() + 60, ("edited", version))  # the shared version moved
+    got, errors = [], []
+
+    def ask():
+        try:
+            got.append(setup.setup_for("home"))
+        except Exception as exc:
+            errors.append(exc)
+
+    first = threading.Thread(target=ask)
+    first.start()
+    started.wait(5)
+    others = [threading.Thread(target=ask) for _ in range(7)]
+    for t in others:
+        t.start()
+    for t in [first, *others]:
+        t.join()
+    assert not errors and loads == ["home"] and len(got) == 8
+    if edited:
+        assert all(g is new for g in got)
+    else:  # the seven that came during the reload went on with the old copy
+        assert sum(g is old for g in got) == 7 and sum(g is new for g in got) == 1 and setup.setup_for("home") is new
