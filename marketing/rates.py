@@ -9,6 +9,7 @@ the decision path reads the rates through a short in-process cache.
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime, timedelta
 from typing import Sequence
@@ -16,6 +17,8 @@ from typing import Sequence
 from django.db import transaction
 from django.db.models import Count, Q
 from django.utils import timezone
+
+from config.held import refreshed
 
 from .models import Ad, Campaign, Event, ResponseRate, ServedAd
 
@@ -138,8 +141,17 @@ def rates_for(ad_ids: Sequence[int]) -> dict[tuple[int, str], tuple[int, int]]:
     """(ad, segment) → (served, responded) for these ads, from a 30-second in-process cache."""
     key = frozenset(ad_ids)
     hit = _cache.get(key)
-    if hit and hit[0] > time.monotonic():
-        return hit[1]
+    if hit:
+        if hit[0] > time.monotonic():
+            return hit[1]
+        return refreshed(_rereading, hit[1], lambda: _read_rates(key))  # one thread re-reads
+    return _read_rates(key)
+
+
+_rereading = threading.Lock()
+
+
+def _read_rates(key: frozenset) -> dict[tuple[int, str], tuple[int, int]]:
     found = {(ad, seg): (s, r) for ad, seg, s, r in
              ResponseRate.objects.filter(ad_id__in=key).values_list("ad_id", "segment", "served", "responded")}
     if len(_cache) > 1000:

@@ -27,6 +27,8 @@ from django.db import transaction
 from django.db.models import Prefetch, Q
 from django.db.models.signals import m2m_changed, post_delete, post_save
 
+from config.held import refreshed
+
 from .models import Ad, Campaign, Channel, DeliveryPlan, FrequencyCap, Placement, PlanRule
 
 VERSION_KEY = "delivery:setup-version"
@@ -67,19 +69,18 @@ def setup_for(slug: str) -> Setup | None:
     if held and held[1] == version:
         if held[0] > time.monotonic():
             return held[2]
-        if not _reloading.acquire(blocking=False):  # another thread is reloading: this copy is old, not wrong
-            return held[2]
-    else:
-        _reloading.acquire()  # edited, or never read: wait for whoever reloads, then look again
-    try:
-        held = _held.get(slug)
-        if held and held[1] == version and held[0] > time.monotonic():
-            return held[2]
-        found = load(slug)
-        _held[slug] = (time.monotonic() + ttl, version, found)
-        return found
-    finally:
-        _reloading.release()
+        return refreshed(_reloading, held[2], lambda: _reload(slug, version, ttl))  # expired: old, not wrong
+    with _reloading:  # edited, or never read: wait for whoever reloads, then look again
+        return _reload(slug, version, ttl)
+
+
+def _reload(slug: str, version: object, ttl: int) -> Setup | None:
+    held = _held.get(slug)
+    if held and held[1] == version and held[0] > time.monotonic():
+        return held[2]
+    found = load(slug)
+    _held[slug] = (time.monotonic() + ttl, version, found)
+    return found
 
 
 def _shared_version() -> object:

@@ -7,6 +7,7 @@ day gone, plus one hour's worth, so it neither stalls at midnight nor spends the
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import datetime
 from decimal import Decimal
@@ -15,6 +16,8 @@ from typing import Iterable
 from django.conf import settings
 from django.db.models import F, Q, Sum
 from django.utils import timezone
+
+from config.held import refreshed
 
 from .models import Campaign, CampaignSpend, Channel, ExternalSpend
 
@@ -116,9 +119,18 @@ def _spend_of(ids: list[int], today) -> tuple[dict, dict]:
     ttl = settings.BUDGET_CHECK_SECONDS
     key = (tuple(sorted(ids)), today)
     held = _spent.get(key)
-    if ttl and held and held[0] > time.monotonic():
-        return held[1], held[2]
-    totals, todays = spent(ids, today)
+    if ttl and held:
+        if held[0] > time.monotonic():
+            return held[1], held[2]
+        return refreshed(_rereading, (held[1], held[2]), lambda: _read_spend(key, ttl))  # one thread re-reads
+    return _read_spend(key, ttl)
+
+
+_rereading = threading.Lock()
+
+
+def _read_spend(key: tuple, ttl: int) -> tuple[dict, dict]:
+    totals, todays = spent(list(key[0]), key[1])
     if ttl:
         if len(_spent) > 1000:
             _spent.clear()

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from config.held import refreshed
+
 CHECK_SECONDS = 1.0
 
 
@@ -78,7 +80,8 @@ class _Loaded:
 
 
 _loaded: dict[str, _Loaded] = {}
-_lock = threading.Lock()
+_lock = threading.Lock()  # one thread loads a model file
+_checking = threading.Lock()  # one thread asks the database whether a loaded champion or challenger is still current
 
 
 def _champion_id(key: str) -> tuple[int, int] | None:
@@ -89,11 +92,22 @@ def _champion_id(key: str) -> tuple[int, int] | None:
 
 
 def champion(key: str) -> Any | None:
-    """The loaded champion model of `key`, or None when the key has no champion yet."""
+    """The loaded champion model of `key`, or None when the key has no champion yet.
+
+    When a check is due, one thread of the process asks the database; the others go on with the
+    loaded model meanwhile (it is at most one check old). Without that, every thread of a busy
+    worker that met the due check asked too.
+    """
     entry = _loaded.get(key)
     now = time.monotonic()
     if entry is not None and now - entry.checked_at < CHECK_SECONDS:
         return entry.model
+    if entry is None:
+        return _check_champion(key, entry, now)
+    return refreshed(_checking, entry.model, lambda: _check_champion(key, entry, now))
+
+
+def _check_champion(key: str, entry: _Loaded | None, now: float) -> Any | None:
     found = _champion_id(key)
     version_id, revision = found if found is not None else (None, 0)
     if entry is not None and (entry.version_id, entry.revision) == (version_id, revision):
@@ -170,6 +184,12 @@ def challenger(key: str) -> Challenger | None:
     held = _challengers.get(key)
     if held is not None and now - held[0] < CHECK_SECONDS:
         return held[1]
+    if held is None:
+        return _check_challenger(key, held, now)
+    return refreshed(_checking, held[1], lambda: _check_challenger(key, held, now))
+
+
+def _check_challenger(key: str, held: tuple[float, Challenger | None] | None, now: float) -> Challenger | None:
     from .models import ModelVersion
     from .registry import artefact_path
 

@@ -143,3 +143,28 @@ def test_an_ad_no_plan_ranks_has_nothing_to_explore_and_does_not_hold_its_campai
     Ad.objects.exclude(name="targeted").update(explored_at=NOW)
     rates.refresh(NOW)
     assert Campaign.objects.get().status == Campaign.Status.LIVE
+
+
+def test_one_thread_re_reads_expired_response_rates_while_the_others_use_the_rates_held(monkeypatch):
+    import threading
+    import time
+
+    from tests.threads import while_one_works
+
+    rates.forget()
+    held, fresh = {(1, ""): (10, 1)}, {(1, ""): (11, 2)}
+    rates._cache[frozenset([1])] = (time.monotonic() - 1, held)  # expired
+    reads, started = [], threading.Event()
+
+    def slow_read(key):  # no query: the threads' connections would not see a test's rows
+        reads.append(key)
+        started.set()
+        time.sleep(0.2)
+        rates._cache[key] = (time.monotonic() + rates.CACHE_SECONDS, fresh)
+        return fresh
+
+    monkeypatch.setattr(rates, "_read_rates", slow_read)
+    got = while_one_works(lambda: rates.rates_for([1]), started)
+    assert reads == [frozenset([1])] and got[0] is fresh and all(g is held for g in got[1:])
+    assert rates.rates_for([1]) is fresh and len(reads) == 1
+    rates.forget()

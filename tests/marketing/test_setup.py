@@ -11,6 +11,7 @@ from accounts.models import ApiClient
 from audiences.models import Customer
 from marketing import setup
 from marketing.models import Ad, Campaign, CapLock, Channel, Decision, DeliveryPlan, FrequencyCap, Placement, ServedAd
+from tests.threads import while_one_works
 
 
 @pytest.fixture
@@ -154,24 +155,9 @@ def test_one_thread_reloads_a_set_up_while_the_others_wait_or_use_the_old_copy(c
     setup._held["home"] = (time.monotonic() - 1, version, found)  # expired
     if edited:
         setup._version = (time.monotonic() + 60, ("edited", version))  # the shared version moved
-    got, errors = [], []
-
-    def ask():
-        try:
-            got.append(setup.setup_for("home"))
-        except Exception as exc:
-            errors.append(exc)
-
-    first = threading.Thread(target=ask)
-    first.start()
-    started.wait(5)
-    others = [threading.Thread(target=ask) for _ in range(7)]
-    for t in others:
-        t.start()
-    for t in [first, *others]:
-        t.join()
-    assert not errors and loads == ["home"] and len(got) == 8
+    got = while_one_works(lambda: setup.setup_for("home"), started)
+    assert loads == ["home"] and len(got) == 8
     if edited:
         assert all(g is new for g in got)
     else:  # the seven that came during the reload went on with the old copy
-        assert sum(g is old for g in got) == 7 and sum(g is new for g in got) == 1 and setup.setup_for("home") is new
+        assert got[0] is new and all(g is old for g in got[1:]) and setup.setup_for("home") is new

@@ -154,3 +154,29 @@ def test_migration_0015_backwards_merges_a_days_shards_into_one_row(db):
     rows = sorted(CampaignSpend.objects.values_list("campaign__name", "day", "amount"))
     assert rows == [("One", day, Decimal("4.00")), ("One", next_day, Decimal("4.00")), ("Two", day, Decimal("0.10"))]
     assert CampaignSpend.objects.get(campaign=one, day=day).shard == 0
+
+
+def test_one_thread_re_reads_the_spend_while_the_others_use_the_figures_held(settings, monkeypatch):
+    """8 threads meet the expired figures at once: one query, not eight; the others go on with the held ones."""
+    import threading
+    import time
+
+    from tests.threads import while_one_works
+
+    settings.BUDGET_CHECK_SECONDS = 1
+    spend._spent.clear()
+    today = timezone.localdate()
+    spend._spent[((1, 2), today)] = (time.monotonic() - 1, {1: Decimal(5)}, {})  # expired
+    reads, started = [], threading.Event()
+
+    def slow_spent(ids, day):  # no query: the threads' connections would not see a test's rows
+        reads.append(ids)
+        started.set()
+        time.sleep(0.2)
+        return {1: Decimal(6)}, {}
+
+    monkeypatch.setattr(spend, "spent", slow_spent)
+    got = while_one_works(lambda: spend._spend_of([2, 1], today), started)
+    assert reads == [[1, 2]] and got[0] == ({1: Decimal(6)}, {}) and all(g == ({1: Decimal(5)}, {}) for g in got[1:])
+    assert spend._spend_of([1, 2], today) == ({1: Decimal(6)}, {}) and len(reads) == 1  # held again for a second
+    spend._spent.clear()

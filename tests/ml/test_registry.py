@@ -9,6 +9,7 @@ from sklearn.linear_model import LogisticRegression
 
 from ml import registry, serving
 from ml.models import ModelVersion
+from tests.threads import while_one_works
 
 KEY = "campaign:12"
 
@@ -177,3 +178,47 @@ def test_an_ftrl_model_round_trips_through_the_registry():
     version = registry.register_candidate(KEY, "ftrl", model.to_bytes())
     registry.promote(version)
     assert isinstance(serving.champion(KEY), FTRL)
+
+
+def test_one_thread_asks_whether_the_champion_is_current_while_the_others_serve_it(monkeypatch):
+    import threading
+    import time
+
+    registry.promote(register(sign=1))
+    model = serving.champion(KEY)
+    entry = serving._loaded[KEY]
+    entry.checked_at -= serving.CHECK_SECONDS + 1  # the check is due
+    asked, started = [], threading.Event()
+
+    def slow_check(key):  # no query: the threads' connections would not see the test's rows
+        asked.append(key)
+        started.set()
+        time.sleep(0.2)
+        return entry.version_id, entry.revision
+
+    monkeypatch.setattr(serving, "_champion_id", slow_check)
+    got = while_one_works(lambda: serving.champion(KEY), started)
+    assert asked == [KEY] and len(got) == 8 and all(g is model for g in got)
+    assert time.monotonic() - serving._loaded[KEY].checked_at < 1  # the check was recorded: none due now
+    serving.champion(KEY)
+    assert asked == [KEY]
+
+
+def test_one_thread_asks_for_the_challenger_while_the_others_use_the_one_held(monkeypatch):
+    import threading
+    import time
+
+    held = serving.Challenger(1, 2, object(), (0, 0), (0, 0))
+    serving._challengers[KEY] = (time.monotonic() - serving.CHECK_SECONDS - 1, held)  # due
+    asked, started = [], threading.Event()
+
+    def slow_check(key, held_, now):
+        asked.append(key)
+        started.set()
+        time.sleep(0.2)
+        serving._challengers[key] = (now, held_[1])
+        return held_[1]
+
+    monkeypatch.setattr(serving, "_check_challenger", slow_check)
+    got = while_one_works(lambda: serving.challenger(KEY), started)
+    assert asked == [KEY] and len(got) == 8 and all(g is held for g in got)
